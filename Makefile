@@ -1,0 +1,39 @@
+# The few commands people run. `make demo` and `make test` are the README's two set-up commands.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out/demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all lint services bench
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all]"
+	@$(BIN)/python scripts/check_env.py
+
+demo: install
+	$(BIN)/giqa synth bench --seed 0 --out $(OUT)/bench
+	$(BIN)/giqa synth scenes --n 200 --seed 0 --out $(OUT)/scenes
+	$(BIN)/giqa synth preview $(OUT)/bench --out $(OUT)/bench/preview.html
+	@echo "open $(OUT)/bench/preview.html to check the ground truth by eye"
+
+services:
+	@bash scripts/ensure_services.sh
+
+test: install services
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: install services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check shared tests bench
+	$(BIN)/ruff format --check shared tests bench
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/synth_speed.py

