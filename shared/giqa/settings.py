@@ -39,6 +39,13 @@ class LLMSettings(BaseModel):
         return value.rstrip("/") if value else value
 
 
+class EvalSettings(BaseModel):
+    """The GIQA-Bench evaluator's judge (the LLM itself is the ``llm`` section)."""
+
+    judge_cache_dir: Path | None = Field(None, description="judge score cache; default <data_dir>/judge_cache")
+    judge_concurrency: int = Field(4, ge=1, description="judge requests in flight")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GIQA_", env_nested_delimiter="__", extra="ignore")
 
@@ -47,6 +54,7 @@ class Settings(BaseSettings):
     grid_n: int = Field(20, ge=1, description="grid columns (paper n)")
     grid_m: int = Field(20, ge=1, description="grid rows (paper m)")
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
 
 
 @lru_cache(maxsize=1)
