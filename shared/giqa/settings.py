@@ -46,6 +46,27 @@ class EvalSettings(BaseModel):
     judge_concurrency: int = Field(4, ge=1, description="judge requests in flight")
 
 
+class PipelineSettings(BaseModel):
+    """Annotation Stages 2–4 (DESIGN §3.5): detector, quality judge, Box-Merge, fusion. Grid n/m: top level."""
+
+    detector_model: Path | None = Field(None, description="local Grounding DINO save_pretrained folder")
+    box_threshold: float = Field(0.35, ge=0, le=1, description="detector: min best phrase-token probability")
+    text_threshold: float = Field(0.25, ge=0, le=1, description="detector: min mean phrase-token probability")
+    detector_nms_iou: float | None = Field(0.8, ge=0, le=1, description="per-phrase NMS IoU; None turns it off")
+    max_detections: int = Field(10, ge=1, description="boxes kept per phrase, best first")
+    detector_batch_size: int = Field(8, ge=1, description="(image, phrase) pairs per forward pass")
+    judge_backend: Literal["classical", "qinstruct"] = Field("classical", description="IQA-Filter judge")
+    judge_model: Path | None = Field(None, description="local llava-hf Q-Instruct folder (qinstruct backend)")
+    judge_params: Path | None = Field(None, description="classical judge curves; default: the shipped JSON")
+    judge_batch_size: int = Field(8, ge=1, description="crops per judge forward pass")
+    keep_threshold: float = Field(0.5, ge=0, le=1, description="IQA-Filter keeps a box when p_yes >= this")
+    area_threshold: float = Field(0.256, ge=0, le=1, description="Box-Merge Ta (normalized area)")
+    overlap_threshold: float = Field(0.95, ge=0, le=1, description="Box-Merge To (coverage)")
+    box_form: Literal["grid", "norm"] = Field("grid", description="Stage-4 box text form")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="images with more pixels are refused")
+    device: str | None = Field(None, description="torch device for the model backends; default cuda if present")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GIQA_", env_nested_delimiter="__", extra="ignore")
 
@@ -55,6 +76,7 @@ class Settings(BaseSettings):
     grid_m: int = Field(20, ge=1, description="grid rows (paper m)")
     llm: LLMSettings = Field(default_factory=LLMSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
 
 @lru_cache(maxsize=1)
