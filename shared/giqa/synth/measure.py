@@ -1,0 +1,101 @@
+"""Image statistics that tell a degraded region from its clean render (numpy only).
+
+The generator uses them to make sure every degradation it claims is really visible; tests use them
+(next to scikit-image's measures) to check that claim independently of the generator's parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Minimum change for a degradation to count as visible, per kind (statistic, direction, amount).
+# "ratio" amounts compare degraded/clean; "delta" amounts compare degraded-clean in [0, 1] units.
+_RULES: dict[str, tuple[str, str, float]] = {
+    "blur": ("sharpness", "ratio_below", 0.7),
+    "motion_blur": ("sharpness", "ratio_below", 0.7),
+    "noise": ("noise", "delta_above", 0.02),
+    "low_light": ("luminance", "delta_below", -0.06),
+    "overexposure": ("luminance", "delta_above", 0.06),
+    "low_contrast": ("contrast", "ratio_below", 0.75),
+    "jpeg": ("blockiness", "ratio_above", 1.25),
+}
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of an (H, W, 3) image in [0, 1] (uint8 input is rescaled)."""
+    img = image.astype(np.float64)
+    if image.dtype == np.uint8:
+        img /= 255.0
+    return 0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2]
+
+
+def _laplacian(luma: np.ndarray) -> np.ndarray:
+    return luma[1:-1, :-2] + luma[1:-1, 2:] + luma[:-2, 1:-1] + luma[2:, 1:-1] - 4.0 * luma[1:-1, 1:-1]
+
+
+def sharpness(image: np.ndarray) -> float:
+    """Variance of the Laplacian: falls when edges soften."""
+    lap = _laplacian(luminance(image))
+    return float(lap.var()) if lap.size else 0.0
+
+
+def noise_level(image: np.ndarray) -> float:
+    """Robust noise sigma: median absolute Laplacian, blind to the few edge pixels of a flat shape."""
+    lap = _laplacian(luminance(image))
+    return float(np.median(np.abs(lap)) / 0.6745 / np.sqrt(20.0)) if lap.size else 0.0
+
+
+def mean_luminance(image: np.ndarray) -> float:
+    return float(luminance(image).mean())
+
+
+def contrast(image: np.ndarray) -> float:
+    """RMS contrast plus colour spread: both fall when a region is hazed."""
+    img = image.astype(np.float64) / (255.0 if image.dtype == np.uint8 else 1.0)
+    return float(luminance(image).std() + img.reshape(-1, 3).std(axis=0).mean())
+
+
+def blockiness(image: np.ndarray, block: int = 8) -> float:
+    """Mean jump across 8-pixel block borders over the mean jump inside blocks (1 ≈ no blocking).
+
+    Blocks are counted from the array's top-left corner, as the degradation aligns them to its region.
+    """
+    luma = luminance(image)
+    dx = np.abs(np.diff(luma, axis=1))
+    dy = np.abs(np.diff(luma, axis=0))
+    border_x = (np.arange(dx.shape[1]) % block) == block - 1
+    border_y = (np.arange(dy.shape[0]) % block) == block - 1
+    across = np.concatenate([dx[:, border_x].ravel(), dy[border_y, :].ravel()])
+    inside = np.concatenate([dx[:, ~border_x].ravel(), dy[~border_y, :].ravel()])
+    if across.size == 0 or inside.size == 0:
+        return 1.0
+    return float((across.mean() + 1e-4) / (inside.mean() + 1e-4))
+
+
+STATISTICS = {
+    "sharpness": sharpness,
+    "noise": noise_level,
+    "luminance": mean_luminance,
+    "contrast": contrast,
+    "blockiness": blockiness,
+}
+
+
+def change(kind: str, clean: np.ndarray, degraded: np.ndarray) -> tuple[str, float, float]:
+    """(statistic name, value on clean, value on degraded) for the statistic that ``kind`` moves."""
+    stat, _, _ = _RULES[kind]
+    fn = STATISTICS[stat]
+    return stat, fn(clean), fn(degraded)
+
+
+def is_visible(kind: str, clean: np.ndarray, degraded: np.ndarray) -> bool:
+    """Whether ``degraded`` differs from ``clean`` the way ``kind`` should, by a clear margin."""
+    _, direction, amount = _RULES[kind]
+    _, before, after = change(kind, clean, degraded)
+    if direction == "ratio_below":
+        return before > 1e-9 and after < amount * before
+    if direction == "ratio_above":
+        return after > amount * max(before, 1e-9)
+    if direction == "delta_above":
+        return after - before > amount
+    return after - before < amount
