@@ -99,8 +99,15 @@ def _place(
         x0 = int(rng.integers(x_lo, x_hi + 1))
         y0 = int(rng.integers(y_lo, y_hi + 1))
         box = (x0 + mx1, y0 + my1, x0 + mx2, y0 + my2)
+        # regions are box + pad; one free pixel between two regions keeps them apart
         grown = (box[0] - pad - 1, box[1] - pad - 1, box[2] + pad + 1, box[3] + pad + 1)
-        if all(grown[2] <= t[0] or t[2] <= grown[0] or grown[3] <= t[1] or t[3] <= grown[1] for t in taken):
+        if all(
+            grown[2] <= t[0] - pad
+            or t[2] + pad <= grown[0]
+            or grown[3] <= t[1] - pad
+            or t[3] + pad <= grown[1]
+            for t in taken
+        ):
             return x0, y0, mask, box
     return None
 
