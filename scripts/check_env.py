@@ -13,7 +13,9 @@ try:
 except md.PackageNotFoundError:
     sys.exit(0)
 if not have.startswith(want):
-    sys.exit(f"torch {have} is installed but constraints.txt pins torch=={want}: reinstall with -c constraints.txt")
+    sys.exit(
+        f"torch {have} is installed but constraints.txt pins torch=={want}: reinstall with -c constraints.txt"
+    )
 for forbidden in ("torchvision",):
     try:
         md.version(forbidden)

@@ -39,7 +39,9 @@ class Box:
             if not math.isfinite(value):
                 raise BoxError(f"box {name} is not finite: {value!r}")
             if value < -_EDGE_TOLERANCE or value > 1 + _EDGE_TOLERANCE:
-                raise BoxError(f"box {name}={value!r} is outside [0, 1]; boxes are normalized to the image size")
+                raise BoxError(
+                    f"box {name}={value!r} is outside [0, 1]; boxes are normalized to the image size"
+                )
         if self.x1 > self.x2:
             raise BoxError(f"box is inverted: x1={self.x1!r} > x2={self.x2!r}")
         if self.y1 > self.y2:
@@ -75,7 +77,15 @@ class Box:
 
     @classmethod
     def from_pixels(
-        cls, x1: float, y1: float, x2: float, y2: float, width: int, height: int, *, clip_to_image: bool = True
+        cls,
+        x1: float,
+        y1: float,
+        x2: float,
+        y2: float,
+        width: int,
+        height: int,
+        *,
+        clip_to_image: bool = True,
     ) -> Box:
         return from_pixels((x1, y1, x2, y2), width, height, clip_to_image=clip_to_image)
 
@@ -187,9 +197,7 @@ def union_all(boxes: Iterable[BoxLike]) -> Box:
     return out
 
 
-def from_pixels(
-    value: Sequence[float], width: int, height: int, *, clip_to_image: bool = True
-) -> Box:
+def from_pixels(value: Sequence[float], width: int, height: int, *, clip_to_image: bool = True) -> Box:
     """Pixel corners ``(x1, y1, x2, y2)`` of a ``width`` × ``height`` image to a normalized box."""
     if width <= 0 or height <= 0:
         raise BoxError(f"image size must be positive, got {width}x{height}")

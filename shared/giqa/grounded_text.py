@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from giqa.boxes import Box, BoxError, BoxLike, as_box
-from giqa.grid import DEFAULT_M, DEFAULT_N, GridError, decode_box, encode_box, format_grid, format_norm, quantize
+from giqa.grid import (
+    DEFAULT_M,
+    DEFAULT_N,
+    GridError,
+    decode_box,
+    encode_box,
+    format_grid,
+    format_norm,
+    quantize,
+)
 from giqa.grid import round_norm as _round_norm
 
 BoxForm = Literal["grid", "norm"]
