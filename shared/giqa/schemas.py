@@ -182,8 +182,8 @@ def to_llava(sample: Sample) -> LlavaRecord:
         id=sample.id,
         image=sample.image,
         conversations=[
-            Turn(**{"from": "human", "value": f"{IMAGE_TOKEN}\n{sample.question}"}),
-            Turn(**{"from": "gpt", "value": sample.answer}),
+            Turn.model_validate({"from": "human", "value": f"{IMAGE_TOKEN}\n{sample.question}"}),
+            Turn.model_validate({"from": "gpt", "value": sample.answer}),
         ],
         task=sample.task,
         qtype=sample.qtype,
