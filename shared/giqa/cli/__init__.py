@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from giqa.cli.llm import app as llm_app
 from giqa.cli.synth import app as synth_app
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(synth_app, name="synth")
+app.add_typer(llm_app, name="llm")
 
 
 def main() -> None:
