@@ -48,12 +48,9 @@ def bench_world_seed(seed: int) -> int:
 
 def des_item(record: SceneRecord, item_id: str) -> BenchItem:
     """The DES item of a scene; its objects are the boxes the grounded answer carries."""
-    mentioned = {t.phrase for t in record.tags}
-    objects = [
-        BenchObject(phrase=o.phrase, box=o.box)
-        for o in record.objects
-        if o.mentioned and o.phrase in mentioned and o.role != "twin_clean"
-    ]
+    key = {o.phrase: o for o in record.objects if o.mentioned}  # look-alike twins: only one is mentioned
+    # in the order the answer grounds them: the first mention of each key object
+    objects = [BenchObject(phrase=t.phrase, box=key[t.phrase].box) for t in record.tags]
     return BenchItem(
         id=item_id,
         task="des",

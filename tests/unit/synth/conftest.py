@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
-from synth_support import SAMPLE_SEED, SAMPLE_SIZE, Scene
+from PIL import Image
 
-from giqa.synth import generate_scene
+from giqa.synth import SceneRecord, generate_scene
 from giqa.synth.bench import write_bench
+
+SAMPLE_SEED = 7
+SAMPLE_SIZE = 200
+
+
+@dataclass(frozen=True)
+class Scene:
+    image: Image.Image
+    record: SceneRecord
+
+    @property
+    def pixels(self) -> np.ndarray:
+        return np.asarray(self.image)
+
+
+@pytest.fixture(scope="session")
+def sample_seed() -> int:
+    return SAMPLE_SEED
 
 
 @pytest.fixture(scope="session")

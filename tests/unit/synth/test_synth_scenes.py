@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from skimage.measure import blur_effect
 from skimage.restoration import estimate_sigma
-from synth_support import SAMPLE_SEED, Scene
 
 from giqa.boxes import from_pixels
 from giqa.synth import DEGRADATION_KINDS, SynthConfig, degradation_region, generate_scene, render_scene
@@ -59,12 +58,12 @@ def test_different_seed_or_index_differs() -> None:
     assert rec.id != other.id != nxt.id
 
 
-def test_record_metadata(sample: list[Scene]) -> None:
+def test_record_metadata(sample: list, sample_seed: int) -> None:
     ids = {s.record.id for s in sample}
     assert len(ids) == len(sample)
     for i, s in enumerate(sample):
         r = s.record
-        assert (r.seed, r.index) == (SAMPLE_SEED, i)
+        assert (r.seed, r.index) == (sample_seed, i)
         assert s.image.size == (r.width, r.height) == (128, 128)
         assert s.image.mode == "RGB"
         assert r.image == f"images/{r.id}.png"
@@ -72,7 +71,7 @@ def test_record_metadata(sample: list[Scene]) -> None:
         assert 2 <= len(r.objects) <= 5
 
 
-def test_boxes_inside_the_image_and_consistent_with_pixels(sample: list[Scene]) -> None:
+def test_boxes_inside_the_image_and_consistent_with_pixels(sample: list) -> None:
     for s in sample:
         r = s.record
         for o in r.objects:
@@ -82,7 +81,7 @@ def test_boxes_inside_the_image_and_consistent_with_pixels(sample: list[Scene]) 
             assert o.box == from_pixels(o.box_px, r.width, r.height).as_list()
 
 
-def test_boxes_are_tight_around_the_object_in_the_clean_render(sample: list[Scene]) -> None:
+def test_boxes_are_tight_around_the_object_in_the_clean_render(sample: list) -> None:
     """In the clean render, the pixels of the object's colour around it span its box to within 2 pixels
     (edge pixels are anti-aliased blends: at a star's tip the mostly-covered ones stop short)."""
     from giqa.synth.config import COLOURS
@@ -100,7 +99,7 @@ def test_boxes_are_tight_around_the_object_in_the_clean_render(sample: list[Scen
             assert bx2 - 2 <= found[2] <= bx2 and by2 - 2 <= found[3] <= by2, (r.id, o.id, found, o.box_px)
 
 
-def test_objects_do_not_share_degradation_regions(sample: list[Scene]) -> None:
+def test_objects_do_not_share_degradation_regions(sample: list) -> None:
     for s in sample:
         r = s.record
         regions = [degradation_region(o.box_px, r.width, r.height) for o in r.objects]
@@ -131,7 +130,7 @@ def _visible(kind: str, clean: np.ndarray, degraded: np.ndarray) -> tuple[bool, 
     return after > 1.2 * before, before, after
 
 
-def test_every_degraded_object_is_measurably_different_from_its_clean_render(sample: list[Scene]) -> None:
+def test_every_degraded_object_is_measurably_different_from_its_clean_render(sample: list) -> None:
     seen: set[str] = set()
     for s in sample[:120]:
         r = s.record
@@ -146,7 +145,7 @@ def test_every_degraded_object_is_measurably_different_from_its_clean_render(sam
     assert seen == set(DEGRADATION_KINDS)
 
 
-def test_clean_objects_are_untouched_without_a_global_degradation(sample: list[Scene]) -> None:
+def test_clean_objects_are_untouched_without_a_global_degradation(sample: list) -> None:
     checked = 0
     for s in sample[:80]:
         r = s.record
@@ -161,7 +160,7 @@ def test_clean_objects_are_untouched_without_a_global_degradation(sample: list[S
     assert checked > 100
 
 
-def test_global_degradations_are_mild_and_change_the_whole_image(sample: list[Scene]) -> None:
+def test_global_degradations_are_mild_and_change_the_whole_image(sample: list) -> None:
     with_global = [s for s in sample if s.record.global_degradations]
     assert 10 <= len(with_global) <= 60  # p = 0.15 of 200
     for s in with_global[:10]:
@@ -172,7 +171,7 @@ def test_global_degradations_are_mild_and_change_the_whole_image(sample: list[Sc
         assert all(d.severity <= 0.3 for d in r.global_degradations)
 
 
-def test_hard_case_has_two_look_alikes_only_one_degraded(sample: list[Scene]) -> None:
+def test_hard_case_has_two_look_alikes_only_one_degraded(sample: list) -> None:
     hard = [s.record for s in sample if s.record.hard_case]
     assert 25 <= len(hard) <= 80  # p = 0.25 of 200
     for r in hard:
@@ -194,14 +193,14 @@ def test_hard_case_has_two_look_alikes_only_one_degraded(sample: list[Scene]) ->
             assert not any(o.role.startswith("twin") for o in s.record.objects)
 
 
-def test_roles_agree_with_degradations(sample: list[Scene]) -> None:
+def test_roles_agree_with_degradations(sample: list) -> None:
     for s in sample:
         for o in s.record.objects:
             assert bool(o.degradations) == (o.role in ("degraded", "twin_degraded")), (s.record.id, o)
             assert all(0.0 < d.severity <= 1.0 for d in o.degradations)
 
 
-def test_clean_scenes_exist_and_say_so(sample: list[Scene]) -> None:
+def test_clean_scenes_exist_and_say_so(sample: list) -> None:
     clean = [s.record for s in sample if not any(o.degradations for o in s.record.objects)]
     assert clean, "p_clean_scene should give some scenes with nothing degraded"
     for r in clean:
