@@ -81,14 +81,22 @@ def write_scenes(
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
     (out / IMAGES).mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-    for index in tqdm(range(start, start + n), desc="synth scenes", unit="scene", disable=not progress):
-        image, record = generate_scene(seed, index, config)
-        atomic_write_bytes(out / record.image, png_bytes(image))
-        lines.append(record.model_dump_json())
-    atomic_write_bytes(out / CONFIG_FILE, config_json(config, seed=seed, n=n, start=start).encode())
     path = out / ANNOTATIONS
-    atomic_write_lines(path, lines)
+    # stream the records into a temporary file (memory stays flat) and rename it when all are written
+    fd, tmp = tempfile.mkstemp(prefix=f".{ANNOTATIONS}.", suffix=".tmp", dir=out)
+    indices = tqdm(range(start, start + n), desc="synth scenes", unit="scene", disable=not progress)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            for index in indices:
+                image, record = generate_scene(seed, index, config)
+                atomic_write_bytes(out / record.image, png_bytes(image))
+                handle.write(record.model_dump_json() + "\n")
+        os.chmod(tmp, 0o644)
+        atomic_write_bytes(out / CONFIG_FILE, config_json(config, seed=seed, n=n, start=start).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
