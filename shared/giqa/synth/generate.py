@@ -98,15 +98,15 @@ def generate_scene(
             id=o.id,
             category=o.shape,
             colour=o.colour,
-            size=o.size,  # type: ignore[arg-type]
+            size=o.size,
             phrase=phrases[o.id],
             box=boxes[o.id],
             box_px=list(o.box_px),
-            degradations=[Degradation(kind=k, severity=round(s, 4)) for k, s in o.degradations],  # type: ignore[arg-type]
+            degradations=[Degradation(kind=k, severity=round(s, 4)) for k, s in o.degradations],
             quality=desc.qualities.get(o.id),
-            effect=desc.effects.get(o.id),  # type: ignore[arg-type]
+            effect=desc.effects.get(o.id),
             mentioned=o.id in desc.qualities,
-            role=o.role,  # type: ignore[arg-type]
+            role=o.role,
         )
         for o in plan.objects
     ]
@@ -114,10 +114,7 @@ def generate_scene(
     for piece in desc.pieces:
         if isinstance(piece, Ref) and piece.obj_id not in first_mentions:
             first_mentions.append(piece.obj_id)
-    tags = [
-        Tag(phrase=phrases[i], quality=desc.qualities[i], effect=desc.effects[i])  # type: ignore[arg-type]
-        for i in first_mentions
-    ]
+    tags = [Tag(phrase=phrases[i], quality=desc.qualities[i], effect=desc.effects[i]) for i in first_mentions]
     sid = scene_id(seed, index)
     record = SceneRecord(
         id=sid,
@@ -127,10 +124,10 @@ def generate_scene(
         seed=seed,
         index=index,
         background=plan.background,
-        global_degradations=[Degradation(kind=k, severity=round(s, 4)) for k, s in plan.global_degradations],  # type: ignore[arg-type]
+        global_degradations=[Degradation(kind=k, severity=round(s, 4)) for k, s in plan.global_degradations],
         objects=objects,
         description=desc.text,
-        verdict=desc.verdict,  # type: ignore[arg-type]
+        verdict=desc.verdict,
         tags=tags,
         des_question=draw_des_question(
             sid, seed=seed, form=config.box_form, n=config.grid_n, m=config.grid_m
