@@ -44,7 +44,9 @@ def scenes(
     seed: int = typer.Option(0, "--seed", min=0, max=999_999_999, help="world seed (same seed, same bytes)"),
     out: Path = typer.Option(..., "--out", help="output folder (images/ and annotations.jsonl)"),
     size: int = typer.Option(128, "--size", min=48, max=2048, help="image side in pixels"),
-    start: int = typer.Option(0, "--start", min=0, help="index of the first scene (to extend a set)"),
+    start: int = typer.Option(
+        0, "--start", min=0, help="first scene index (shards of one world go to separate folders)"
+    ),
     min_objects: int = typer.Option(2, "--min-objects", min=1, max=8, help="fewest objects per scene"),
     max_objects: int = typer.Option(5, "--max-objects", min=1, max=8, help="most objects per scene"),
     p_hard: float = typer.Option(0.25, "--p-hard", min=0.0, max=1.0, help="share of 'two of a kind' scenes"),

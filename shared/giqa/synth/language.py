@@ -182,18 +182,20 @@ def describe(
         a, b = neg_order.pop(0), pos_order.pop(0)
         vals = values(a) | {"q2": desc.qualities[b.id]}
         sentences.append(_fill(_pick(rng, PAIR_PATTERNS), {"obj": ref(a), "obj2": ref(b)}, vals))
-    for obj in neg_order:
-        sentences.append(_fill(_pick(rng, negative_patterns(obj)), {"obj": ref(obj)}, values(obj)))
-    body_has_negative = bool(sentences)
-    for obj in pos_order:
-        patterns = POSITIVE_PATTERNS + (CONTRAST_PATTERNS if body_has_negative else ())
-        sentences.append(_fill(_pick(rng, patterns), {"obj": ref(obj)}, values(obj)))
-    # contrast sentences must follow a negative one: keep negatives first, shuffle only within groups
-    if (
-        not any("In contrast" in str(s[0]) or "On the other hand" in str(s[0]) for s in sentences)
-        and rng.random() < 0.5
-    ):
-        sentences = [sentences[int(i)] for i in rng.permutation(len(sentences))]
+    negative_sentences = [
+        _fill(_pick(rng, negative_patterns(obj)), {"obj": ref(obj)}, values(obj)) for obj in neg_order
+    ]
+    # praise comes first now and then; "In contrast, ..." only reads right after a problem
+    praise_first = rng.random() < 0.35
+    follows_problem = bool(sentences or negative_sentences) and not praise_first
+    positive_patterns = POSITIVE_PATTERNS + (CONTRAST_PATTERNS if follows_problem else ())
+    positive_sentences = [
+        _fill(_pick(rng, positive_patterns), {"obj": ref(obj)}, values(obj)) for obj in pos_order
+    ]
+    if praise_first:
+        sentences = positive_sentences + sentences + negative_sentences
+    else:
+        sentences += negative_sentences + positive_sentences
 
     for kind, _ in plan.global_degradations:
         sentences.append([_pick(rng, GLOBAL_PATTERNS).format(q=_pick(rng, NEGATIVE_WORDS[kind]))])
