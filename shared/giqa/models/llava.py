@@ -1,0 +1,72 @@
+"""Loading LLaVA-family checkpoints (LLaVA-1.5 and LLaVA-1.6/NeXT) through transformers, offline.
+
+The architecture is read from the checkpoint's ``config.json`` so one entry point serves both classes;
+anything else is refused with a message that says what is supported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from giqa.models.tiny import llava15_prompt
+
+Arch = Literal["llava", "llava_next"]
+SUPPORTED = {
+    "llava": "LLaVA-1.5 (LlavaForConditionalGeneration)",
+    "llava_next": "LLaVA-1.6 (LlavaNextForConditionalGeneration)",
+}
+
+
+class CheckpointError(ValueError):
+    """A model path that is not a loadable LLaVA-family checkpoint."""
+
+
+def detect_arch(path: str | Path) -> Arch:
+    """ "llava" or "llava_next" from ``<path>/config.json`` (``model_type``, then ``architectures``)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model path does not exist: {path}")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{path} is not a transformers checkpoint folder (no config.json)")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_file} is not valid JSON: {exc}") from exc
+    model_type = str(config.get("model_type", ""))
+    architectures = " ".join(config.get("architectures") or [])
+    if model_type == "llava_next" or "LlavaNext" in architectures:
+        return "llava_next"
+    if model_type == "llava" or "LlavaForConditionalGeneration" in architectures:
+        return "llava"
+    raise CheckpointError(
+        f"{path}: model_type {model_type!r} ({architectures or 'no architectures'}) is not supported; "
+        f"supported: {', '.join(SUPPORTED.values())}"
+    )
+
+
+def load_llava(path: str | Path, *, device: str = "cpu", dtype: str | None = None) -> tuple[Any, Any, Arch]:
+    """(model in eval mode, processor with left padding, arch) of a local checkpoint."""
+    import torch
+    from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+
+    arch = detect_arch(path)
+    cls = LlavaNextForConditionalGeneration if arch == "llava_next" else LlavaForConditionalGeneration
+    torch_dtype = getattr(torch, dtype) if dtype else None
+    model = cls.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    processor.tokenizer.padding_side = "left"  # batched generation continues every row at its end
+    if processor.tokenizer.pad_token is None:
+        processor.tokenizer.pad_token = processor.tokenizer.eos_token
+    return model, processor, arch
+
+
+def build_prompt(processor: Any, question: str) -> str:
+    """The checkpoint's chat template when it has one, else LLaVA-1.5's ``USER: <image>\\n... ASSISTANT:``."""
+    template = getattr(processor, "chat_template", None)
+    if template:
+        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return str(processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False))
+    return llava15_prompt(question)

@@ -1,0 +1,183 @@
+"""Tiny LLaVA and LLaVA-NeXT models built from configs, for tests and CPU experiments (no hub).
+
+``build_tiny_llava(out_dir)`` writes a checkpoint folder that ``from_pretrained(out_dir)`` loads offline:
+the model (random weights, seeded), an offline word-level tokenizer (:mod:`giqa.models.tokenizer`), the
+CLIP (or LLaVA-NeXT) image processor and the processor with a LLaVA-1.5 chat template
+(``USER: <image>\\n... ASSISTANT:``). The number of ``<image>`` tokens the processor inserts equals the
+vision tower's patch count (the CLS token is dropped by the "default" feature strategy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from giqa.models.tokenizer import IMAGE_TOKEN, build_tokenizer
+
+Arch = Literal["llava", "llava_next"]
+
+# LLaVA-1.5's conversation format: images first in the user turn, then text; the answer follows "ASSISTANT:".
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] if message['content'] is string "
+    "else message['content'][0]['text'] }} "
+    "{% else %}{{ message['role'].upper() + ': ' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}"
+    "{% for part in message['content'] if part['type'] == 'image' %}{{ '<image>\n' }}{% endfor %}"
+    "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ ' ' }}{% endif %}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def llava15_prompt(question: str) -> str:
+    """The LLaVA-1.5 prompt for one image and one question (what :data:`CHAT_TEMPLATE` renders)."""
+    return f"USER: {IMAGE_TOKEN}\n{question} ASSISTANT:"
+
+
+def build_tiny_llava(
+    out_dir: str | Path,
+    *,
+    arch: Arch = "llava",
+    image_size: int = 64,
+    patch_size: int = 16,
+    seed: int = 0,
+    vision_hidden: int = 32,
+    vision_layers: int = 2,
+    text_hidden: int = 64,
+    text_layers: int = 2,
+    heads: int = 4,
+    corpus: Iterable[str] = (),
+) -> Path:
+    """Build, save and return a tiny LLaVA (``arch="llava"``) or LLaVA-NeXT (``"llava_next"``) folder.
+
+    ``corpus``: extra texts whose words join the tokenizer's vocabulary (e.g. a training set's answers).
+    The same arguments and seed give the same weights.
+    """
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig
+
+    if image_size % patch_size:
+        raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")
+    if arch not in ("llava", "llava_next"):
+        raise ValueError(f"unknown arch {arch!r}; expected 'llava' or 'llava_next'")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(corpus)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    vision = CLIPVisionConfig(
+        image_size=image_size,
+        patch_size=patch_size,
+        hidden_size=vision_hidden,
+        intermediate_size=vision_hidden * 2,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=max(1, vision_hidden // 16),
+        projection_dim=vision_hidden,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=text_hidden,
+        intermediate_size=text_hidden * 2,
+        num_hidden_layers=text_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    patches = (image_size // patch_size) ** 2
+    torch.manual_seed(seed)
+    model, processor = (_llava if arch == "llava" else _llava_next)(
+        vision, text, tokenizer, image_token_id, image_size, patch_size, patches
+    )
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def _llava(
+    vision: Any, text: Any, tokenizer: Any, image_token_id: int, size: int, patch: int, patches: int
+) -> Any:
+    import transformers
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    # Without torchvision transformers falls back to the PIL processor anyway; naming it avoids the warning.
+    clip_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=image_token_id,
+        image_seq_length=patches,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+    model = LlavaForConditionalGeneration(config).eval()
+    processor = LlavaProcessor(
+        image_processor=_clip_processor(clip_cls, size),
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
+        chat_template=CHAT_TEMPLATE,
+        image_token=IMAGE_TOKEN,
+    )
+    return model, processor
+
+
+def _llava_next(
+    vision: Any, text: Any, tokenizer: Any, image_token_id: int, size: int, patch: int, patches: int
+) -> Any:
+    import transformers
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+
+    next_cls = (
+        getattr(transformers, "LlavaNextImageProcessorPil", None) or transformers.LlavaNextImageProcessor
+    )
+
+    # AnyRes tiles: the base view plus at most two tiles, so images stay a few dozen tokens.
+    pinpoints = [[size, size], [size, 2 * size], [2 * size, size]]
+    config = LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=image_token_id,
+        image_grid_pinpoints=pinpoints,
+        image_seq_length=patches,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+    model = LlavaNextForConditionalGeneration(config).eval()
+    image_processor = _clip_processor(next_cls, size, image_grid_pinpoints=pinpoints)
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
+        image_token=IMAGE_TOKEN,
+    )
+    return model, processor
+
+
+def _clip_processor(cls: Any, size: int, **extra: Any) -> Any:
+    return cls(
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        do_center_crop=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],  # CLIP's statistics
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+        **extra,
+    )

@@ -1,0 +1,100 @@
+"""Tiny LLaVA / LLaVA-NeXT: built from configs, saved, reloaded offline, generating; the tokenizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from giqa.models.tokenizer import build_tokenizer, piece_split
+
+pytestmark = pytest.mark.models
+
+GROUNDED = (
+    "USER: <image>\nIs the [red circle](<35, 319>) blurry? ASSISTANT: Yes. "
+    "The [sky](<0.05, 0.10, 0.95, 0.30>) is noisy."
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():  # noqa: ANN201
+    return build_tokenizer()
+
+
+def test_grounded_text_round_trips_exactly(tokenizer) -> None:  # noqa: ANN001
+    ids = tokenizer(GROUNDED)["input_ids"]
+    assert tokenizer.decode(ids) == GROUNDED
+    assert tokenizer.unk_token_id not in ids
+
+
+@pytest.mark.parametrize("index", [0, 7, 35, 199, 319, 399])
+def test_every_grid_index_is_one_token(tokenizer, index: int) -> None:  # noqa: ANN001
+    for text in (str(index), f" {index}"):
+        assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_all_400_indices_have_their_own_tokens(tokenizer) -> None:  # noqa: ANN001
+    ids = {tokenizer.convert_tokens_to_ids(str(i)) for i in range(400)}
+    assert len(ids) == 400 and tokenizer.unk_token_id not in ids
+
+
+def test_punctuation_yes_no_and_image_token(tokenizer) -> None:  # noqa: ANN001
+    tokens = tokenizer.convert_ids_to_tokens(
+        tokenizer("[a](<1, 2>), Yes No", add_special_tokens=False)["input_ids"]
+    )
+    assert tokens == ["[", "a", "]", "(", "<", "1", ",", " 2", ">", ")", ",", " Yes", " No"]
+    assert len(tokenizer("<image><image>", add_special_tokens=False)["input_ids"]) == 2
+
+
+def test_corpus_words_join_the_vocabulary() -> None:
+    tok = build_tokenizer(["The zebra is crisp."])
+    assert tok.unk_token_id not in tok(" zebra", add_special_tokens=False)["input_ids"]
+    assert piece_split("a  b\n") == ["a", " ", " b", "\n"]
+
+
+@pytest.mark.parametrize("arch", ["llava", "llava_next"])
+def test_build_save_reload_generate(tmp_path: Path, arch: str) -> None:
+    from giqa.models.llava import build_prompt, detect_arch
+    from giqa.models.tiny import build_tiny_llava
+    from giqa.predict.local import TransformersVLM
+
+    path = build_tiny_llava(tmp_path / arch, arch=arch, seed=3)  # type: ignore[arg-type]
+    assert detect_arch(path) == arch
+    config = json.loads((path / "config.json").read_text())
+    assert config["model_type"] == arch
+    vlm = TransformersVLM(path)
+    assert build_prompt(vlm.processor, "Is it blurry?") == "USER: <image>\nIs it blurry? ASSISTANT:"
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    # the processor inserts as many <image> tokens as the vision tower yields features
+    inputs = vlm.processor(images=[image], text=[build_prompt(vlm.processor, "x")], return_tensors="pt")
+    n_image_tokens = int((inputs["input_ids"] == vlm.model.config.image_token_id).sum())
+    if arch == "llava":
+        assert n_image_tokens == (64 // 16) ** 2
+    vlm.model(**inputs)  # a mismatch between tokens and features would raise here
+    answers = vlm.answer_batch(
+        [(image, "Is it blurry?"), (image.resize((96, 48)), "Assess the quality.")], max_new_tokens=8
+    )
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    # left padding: a batched answer equals the same question answered alone
+    assert vlm.answer(image.resize((96, 48)), "Assess the quality.", max_new_tokens=8) == answers[1]
+
+
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    from giqa.models.tiny import build_tiny_llava
+
+    a = build_tiny_llava(tmp_path / "a", seed=1)
+    b = build_tiny_llava(tmp_path / "b", seed=1)
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+
+
+def test_bad_arguments_are_refused(tmp_path: Path) -> None:
+    from giqa.models.tiny import build_tiny_llava
+
+    with pytest.raises(ValueError, match="multiple"):
+        build_tiny_llava(tmp_path, image_size=50, patch_size=16)
+    with pytest.raises(ValueError, match="arch"):
+        build_tiny_llava(tmp_path, arch="blip")  # type: ignore[arg-type]
