@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import typer
 
+from giqa.cli.eval import app as eval_app
 from giqa.cli.llm import app as llm_app
+from giqa.cli.predict import predict_command
 from giqa.cli.synth import app as synth_app
 
 app = typer.Typer(
@@ -17,6 +19,8 @@ app = typer.Typer(
 )
 app.add_typer(synth_app, name="synth")
 app.add_typer(llm_app, name="llm")
+app.add_typer(eval_app, name="eval")
+app.command("predict")(predict_command)
 
 
 def main() -> None:

@@ -1,0 +1,72 @@
+"""``giqa predict``: answer every bench item with a model and write a predictions JSONL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def predict_command(
+    bench: Path = typer.Option(..., "--bench", help="bench JSONL (DESIGN §3.4)"),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        help="local LLaVA-1.5/1.6 checkpoint folder, or an OpenAI-compatible URL ending in /v1",
+    ),
+    out: Path = typer.Option(..., "--out", help="predictions JSONL to write ({id, response} per line)"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="items per generate call / per append"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
+    resume: bool = typer.Option(False, "--resume", help="keep the answers already in --out, answer the rest"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="answer only the first N items"),
+    served_model: str | None = typer.Option(
+        None, "--served-model", help="model name at the URL (default: the first one /models lists)"
+    ),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="requests in flight (URL models)"),
+    device: str = typer.Option("cpu", "--device", help="torch device for a local checkpoint"),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="torch dtype for a local checkpoint, e.g. bfloat16"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Run a LLaVA-family model (local checkpoint or vLLM endpoint) over a bench, batched and resumable."""
+    from giqa.evaluation.io import BenchError
+    from giqa.predict.runner import PredictError, run_predictions
+
+    if resume and overwrite:
+        raise typer.BadParameter("--resume and --overwrite exclude each other")
+    try:
+        if model.startswith(("http://", "https://")):
+            from giqa.predict.remote import OpenAIVisionVLM
+
+            vlm = OpenAIVisionVLM.connect(model, model=served_model, concurrency=concurrency)
+        else:
+            from giqa.models.llava import CheckpointError, detect_arch
+
+            try:
+                detect_arch(model)  # a clear message before torch is even imported
+            except CheckpointError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from exc
+            from giqa.predict.local import TransformersVLM
+
+            vlm = TransformersVLM(model, device=device, dtype=dtype)
+        summary = run_predictions(
+            bench,
+            vlm,
+            out,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            resume=resume,
+            overwrite=overwrite,
+            limit=limit,
+            progress=not quiet,
+        )
+    except (BenchError, PredictError, ConnectionError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"{summary.answered} answered, {summary.already_done} already in {summary.out} "
+        f"({summary.total} items); model {vlm.model_name}"
+    )
