@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from giqa.evaluation.judge import SCORE_SCHEMA
 from giqa.metrics.similarity import MiniLMSimilarity
+from giqa.ports import Health
 
 RED = [0.1, 0.1, 0.4, 0.5]
 SKY = [0.0, 0.0, 1.0, 0.3]
@@ -94,3 +99,42 @@ def bench_file(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def minilm() -> MiniLMSimilarity:
     return MiniLMSimilarity()
+
+
+class ScriptedLLM:
+    """Answers chat_json from a script (a list of replies, or exceptions to raise), recording calls."""
+
+    def __init__(self, replies: Sequence[Any], *, delay_s: float = 0.0, name: str = "scripted") -> None:
+        self.replies = list(replies)
+        self.calls: list[list[dict[str, Any]]] = []
+        self.delay_s = delay_s
+        self.name = name
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return self.name
+
+    def chat(self, messages: Any, *, temperature: float = 0.0, max_tokens: int = 512) -> str:
+        raise NotImplementedError
+
+    def chat_json(
+        self, messages: Any, schema: dict[str, Any], *, temperature: float = 0.0, max_tokens: int = 512
+    ) -> Any:
+        assert schema == SCORE_SCHEMA and temperature == 0.0
+        with self._lock:
+            self.calls.append(list(messages))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            reply = self.replies.pop(0) if self.replies else {"score": 2}
+        time.sleep(self.delay_s)
+        with self._lock:
+            self.in_flight -= 1
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def health(self) -> Health:
+        return Health(True)

@@ -12,7 +12,7 @@ from giqa.evaluation.report import evaluate
 from giqa.grid import encode_box, format_grid
 from giqa.metrics.similarity import MiniLMSimilarity
 
-from .conftest import BENCH, CANDLE_1, CANDLE_2, RED, SKY, write_jsonl
+from .conftest import BENCH, CANDLE_1, CANDLE_2, RED, SKY, ScriptedLLM, write_jsonl
 
 pytestmark = pytest.mark.unit
 
@@ -177,3 +177,49 @@ def test_a_bad_bench_is_refused_with_its_line(tmp_path: Path, line: str, message
 def test_duplicate_bench_ids_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="duplicate bench id"):
         read_bench(write_jsonl(tmp_path / "b.jsonl", [BENCH[0], BENCH[0]]))
+
+
+def test_with_a_judge_llm_score_acc_w_and_total(
+    bench_file: Path, tmp_path: Path, minilm: MiniLMSimilarity
+) -> None:
+    from giqa.evaluation.judge import Judge
+
+    # d1 -> 4, w1 -> 2 (bench order); d2 and w2 have no response: scored 0 without a call
+    llm = ScriptedLLM([{"score": 4}, {"score": 2}])
+    items = read_bench(bench_file)
+    rows = [
+        {"id": "d1", "response": "Fair; the red circle is blurry."},
+        {"id": "w1", "response": "The circle."},
+    ]
+    rows += [{"id": "y1", "response": "Yes."}, {"id": "y2", "response": "Yes."}]
+    preds = read_predictions(write_jsonl(tmp_path / "p.jsonl", rows), [it.id for it in items])
+    result = evaluate(items, preds, similarity=minilm, judge=Judge(llm, concurrency=1))
+    report = result.report
+    assert len(llm.calls) == 2
+    assert "Fair; the red circle is blurry." in llm.calls[0][1]["content"]
+    assert report["des"]["llm_score"] == pytest.approx(25 * (4 + 0) / 2)
+    assert report["vqa"]["acc_w"] == pytest.approx((2 + 0) / 8)
+    assert report["vqa"]["acc_y"] == 0.5
+    assert report["vqa"]["acc_total"] == pytest.approx((2 * 0.5 + 2 * 0.25) / 4)
+    assert report["judge"]["enabled"] and report["judge"]["calls"] == 2 and report["judge"]["prompt_hash"]
+    w2 = next(i for i in result.items if i["id"] == "w2")
+    assert w2["judge"] == {"score": 0, "cached": False, "error": "not judged: response missing"}
+
+
+def test_judge_sees_text_without_coordinates(
+    bench_file: Path, tmp_path: Path, minilm: MiniLMSimilarity
+) -> None:
+    from giqa.evaluation.judge import Judge
+
+    llm = ScriptedLLM([])
+    items = [it for it in read_bench(bench_file) if it.id == "w1"]
+    preds = read_predictions(
+        write_jsonl(tmp_path / "p.jsonl", [{"id": "w1", "response": "The [disc](<1, 2>)."}]), ["w1"]
+    )
+    evaluate(items, preds, similarity=minilm, judge=Judge(llm))
+    prompt = llm.calls[0][1]["content"]
+    assert (
+        "The disc." in prompt
+        and "The red circle." in prompt
+        and "<" not in prompt.split("Model answer:")[1][:20]
+    )
