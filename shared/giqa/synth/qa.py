@@ -9,6 +9,7 @@ Referring items carry the box in the question, grounding items in the answer (DE
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -57,8 +58,14 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+@lru_cache(maxsize=4096)
+def _render(phrase: str, box: tuple[float, ...], form: str, n: int, m: int) -> str:
+    return render_mention(phrase, [box], form=form, n=n, m=m)  # type: ignore[arg-type]
+
+
 def _mention(ctx: QAContext, obj: QAObject) -> str:
-    return render_mention(obj.phrase, [obj.box], form=ctx.form, n=ctx.n, m=ctx.m)  # type: ignore[arg-type]
+    """The object's grounded mention; cached, as every question about it repeats it."""
+    return _render(obj.phrase, tuple(obj.box), ctx.form, ctx.n, ctx.m)
 
 
 def _claim_truth(obj: QAObject, kind: str, ctx: QAContext) -> bool | None:
