@@ -51,6 +51,11 @@ def scale_of(image: np.ndarray) -> float:
     return max(image.shape[0], image.shape[1]) / 128.0
 
 
+def _ramp(severity: float) -> float:
+    """1 from severity 0.35 up (the weakest local degradation), falling to 0 at severity 0."""
+    return min(1.0, severity / 0.35)
+
+
 def _window(image: np.ndarray, region: Region, margin: int) -> tuple[np.ndarray, Region]:
     """The region grown by ``margin`` pixels (clipped to the image) and its corners."""
     h, w = image.shape[:2]
@@ -81,7 +86,10 @@ def _shift_average(window: np.ndarray, offsets: list[tuple[int, int]], weights: 
 
 def gaussian_blur(image: np.ndarray, region: Region, severity: float, rng: np.random.Generator) -> np.ndarray:
     del rng  # deterministic
-    sigma = scale_of(image) * (0.4 + 2.8 * severity)
+    # never under 1.2 pixels at full ramp: scaling with the image alone leaves a 64-pixel world's blur faint
+    sigma = max(1.2, scale_of(image) * (0.8 + 2.4 * severity)) * _ramp(severity)
+    if sigma < 0.05:
+        return image.copy()
     radius = max(1, math.ceil(3 * sigma))
     taps = np.arange(-radius, radius + 1)
     kernel = np.exp(-(taps**2) / (2 * sigma**2))
@@ -93,7 +101,9 @@ def gaussian_blur(image: np.ndarray, region: Region, severity: float, rng: np.ra
 
 
 def motion_blur(image: np.ndarray, region: Region, severity: float, rng: np.random.Generator) -> np.ndarray:
-    length = max(3, round(scale_of(image) * (3 + 13 * severity)))
+    length = round(max(5.0, scale_of(image) * (5 + 11 * severity)) * _ramp(severity))
+    if length < 2:
+        return image.copy()
     angle = float(rng.integers(0, 4)) * math.pi / 4
     half = (length - 1) / 2
     offsets = sorted(
@@ -216,4 +226,6 @@ def apply(
     h, w = image.shape[:2]
     if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
         raise ValueError(f"region {region} is empty or outside the {w}x{h} image")
+    if severity == 0.0:
+        return image.copy()
     return DEGRADERS[kind](image, region, severity, rng)

@@ -13,7 +13,7 @@ import numpy as np
 
 from giqa.synth import degrade, measure
 from giqa.synth.config import COLOURS, SIZES, SynthConfig
-from giqa.synth.draw import background, paste, shape_mask, tight_box
+from giqa.synth.draw import background, paste, shape_mask, tight_box, to_uint8
 
 # Global degradations stay off the sharpness axis so "the blue square is sharp" stays true of clean objects.
 GLOBAL_KINDS: tuple[str, ...] = ("noise", "low_light", "overexposure", "low_contrast")
@@ -222,7 +222,10 @@ def render_plan(plan: ScenePlan, *, local: bool = True, global_: bool = True) ->
             ):
                 stream = rng_for(plan.seed, plan.index, "local", obj.id, attempt_kind)
                 after = degrade.apply(before, attempt_kind, region, attempt_severity, stream)
-                if measure.is_visible(attempt_kind, before[y1:y2, x1:x2], after[y1:y2, x1:x2]):
+                # judged on the 8-bit pixels that get written, not on the float intermediate
+                if measure.is_visible(
+                    attempt_kind, to_uint8(before[y1:y2, x1:x2]), to_uint8(after[y1:y2, x1:x2])
+                ):
                     break
             if any(k == attempt_kind for k, _ in applied):
                 continue  # a fallback repeated an earlier kind: the first one already shows
