@@ -19,7 +19,12 @@ app = typer.Typer(
 
 @contextlib.contextmanager
 def _judge(
-    judge_url: str | None, embedded: bool, no_judge: bool, cache_dir: Path | None, concurrency: int | None
+    judge_url: str | None,
+    embedded: bool,
+    no_judge: bool,
+    cache_dir: Path | None,
+    concurrency: int | None,
+    overrides: dict[str, Any],
 ) -> Iterator[Any]:
     """The judge chosen on the command line (composition root): remote URL, embedded server, or none."""
     if no_judge:
@@ -28,22 +33,27 @@ def _judge(
     from giqa.evaluation.cache import JudgeCache
     from giqa.evaluation.judge import Judge
     from giqa.llm.client import OpenAIChatClient
+    from giqa.llm.errors import LLMUnavailableError
     from giqa.settings import get_settings
 
     settings = get_settings()
+    llm_settings = settings.llm.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     cache = JudgeCache(cache_dir or settings.eval.judge_cache_dir or settings.data_dir / "judge_cache")
     workers = concurrency or settings.eval.judge_concurrency
     url = None if embedded else (judge_url or settings.llm.url)
     try:
         if url:
-            with OpenAIChatClient.from_settings(settings.llm, url=url) as client:
+            with OpenAIChatClient.from_settings(llm_settings, url=url) as client:
+                health = client.health()
+                if not health.ok:
+                    raise LLMUnavailableError(f"judge at {url} is not answering: {health.detail}")
                 yield Judge(client, cache=cache, concurrency=workers, url=url)
             return
         from giqa.llm.server import EmbeddedLLMServer
 
         with (
-            EmbeddedLLMServer.from_settings(settings.llm) as server,
-            server.client_from_settings(settings.llm) as client,
+            EmbeddedLLMServer.from_settings(llm_settings) as server,
+            server.client_from_settings(llm_settings) as client,
         ):
             gguf = server.model_path.name if server.model_path else "embedded"
             yield Judge(
@@ -68,6 +78,14 @@ def evaluate_command(
     judge_url: str | None = typer.Option(
         None, "--judge-url", help="OpenAI-compatible judge server, ending in /v1"
     ),
+    judge_model: str | None = typer.Option(
+        None, "--judge-model", help="model name at --judge-url (vLLM's served name)"
+    ),
+    judge_dialect: str | None = typer.Option(
+        None,
+        "--judge-dialect",
+        help="structured output: json_schema (vLLM, OpenAI) or json_object (llama.cpp)",
+    ),
     embedded_judge: bool = typer.Option(False, "--embedded-judge", help="start the embedded SmolLM2 judge"),
     no_judge: bool = typer.Option(False, "--no-judge", help="no judge: LLM-Score and Acc(W) are N/A"),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="judge score cache folder"),
@@ -87,6 +105,8 @@ def evaluate_command(
         raise typer.BadParameter("--bench, --predictions and --out are required")
     if sum([bool(judge_url), embedded_judge, no_judge]) > 1:
         raise typer.BadParameter("choose one of --judge-url, --embedded-judge, --no-judge")
+    if judge_dialect not in (None, "json_schema", "json_object"):
+        raise typer.BadParameter("--judge-dialect is json_schema or json_object")
 
     from giqa.evaluation.io import (
         BenchError,
@@ -97,6 +117,7 @@ def evaluate_command(
     )
     from giqa.evaluation.report import evaluate
     from giqa.evaluation.table import format_summary, format_table
+    from giqa.llm.errors import LLMUnavailableError
     from giqa.metrics.similarity import MiniLMSimilarity
 
     try:
@@ -105,8 +126,16 @@ def evaluate_command(
     except (BenchError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    with _judge(judge_url, embedded_judge, no_judge, cache_dir, concurrency) as judge:
-        result = evaluate(items, preds, similarity=MiniLMSimilarity(), judge=judge, progress=not quiet)
+    overrides = {"model": judge_model, "dialect": judge_dialect}
+    try:
+        with _judge(judge_url, embedded_judge, no_judge, cache_dir, concurrency, overrides) as judge:
+            result = evaluate(items, preds, similarity=MiniLMSimilarity(), judge=judge, progress=not quiet)
+    except LLMUnavailableError as exc:  # the embedded server's start errors are of this kind too
+        typer.echo(
+            f"error: the judge is unavailable: {exc}\n(scores already given are cached; rerun to go on)",
+            err=True,
+        )
+        raise typer.Exit(3) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, result.report)
     items_path = items_out or out.with_name(f"{out.stem}.items.jsonl")

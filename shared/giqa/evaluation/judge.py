@@ -23,6 +23,7 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from giqa.evaluation.cache import JudgeCache, cache_key
+from giqa.llm.errors import LLMUnavailableError
 from giqa.metrics.scores import JUDGE_MAX
 from giqa.ports import ChatLLM, Message
 
@@ -203,7 +204,9 @@ class Judge:
                 reply = self.llm.chat_json(
                     messages, SCORE_SCHEMA, temperature=0.0, max_tokens=self.max_tokens
                 )
-            except Exception as exc:  # the client already retried transport errors; this is the reply
+            except LLMUnavailableError:
+                raise  # the judge is down: scoring on would turn an outage into zeros (done work is cached)
+            except Exception as exc:  # a refused or unreadable answer: a failure of this item only
                 reply, error = None, f"{type(exc).__name__}: {exc}"
             value = read_score(reply)
             if value is not None:
