@@ -91,6 +91,23 @@ def bench(
 
 
 @app.command()
+def export(
+    directory: Path = typer.Argument(..., help="a scenes folder written by 'giqa synth scenes'"),
+    out: Path = typer.Option(..., "--out", help="LLaVA training JSON to write (a list of conversations)"),
+) -> None:
+    """Export a scenes folder as LLaVA conversation records (one DES sample + the VQA items per scene)."""
+    from giqa.synth.export import write_llava
+
+    if not directory.is_dir():
+        _fail(f"{directory} is not a directory")
+    try:
+        path, count = write_llava(directory, out)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {count} samples to {path}")
+
+
+@app.command()
 def preview(
     directory: Path = typer.Argument(
         ..., help="a scenes folder (annotations.jsonl) or a bench folder (bench.jsonl)"

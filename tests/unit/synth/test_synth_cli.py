@@ -39,6 +39,10 @@ def test_scenes_then_preview(tmp_path: Path) -> None:
     with Image.open(sheet) as image:
         assert image.width > 2 * 128
 
+    result = runner.invoke(app, ["synth", "export", str(out), "--out", str(tmp_path / "llava.json")])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {sum(1 + len(r.vqa) for r in records)} samples" in result.output
+
 
 def test_scenes_options_reach_the_generator(tmp_path: Path) -> None:
     out = tmp_path / "big"
@@ -89,6 +93,7 @@ def test_bench_command_reports_the_mix(bench_dir: Path, tmp_path: Path) -> None:
         ),
         (["synth", "scenes", "--n", "2"], "--out"),
         (["synth", "preview", "does-not-exist"], "not a directory"),
+        (["synth", "export", "does-not-exist", "--out", "x.json"], "not a directory"),
     ],
 )
 def test_bad_arguments_fail_clearly(args: list[str], message: str, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

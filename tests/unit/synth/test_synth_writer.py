@@ -89,3 +89,26 @@ def test_any_seed_gives_a_valid_record(seed: int, index: int, size: int) -> None
     for q in r.vqa:
         assert q.qtype != "yes_no" or q.answer in ("Yes.", "No.")
     SceneRecord.model_validate_json(r.model_dump_json())
+
+
+def test_llava_export_keeps_every_sample(tmp_path: Path) -> None:
+    from giqa.schemas import LlavaRecord, from_llava
+    from giqa.synth.export import to_samples, write_llava
+
+    write_scenes(4, 1, tmp_path, progress=False)
+    records = read_scenes(tmp_path)
+    path, count = write_llava(tmp_path, tmp_path / "llava.json")
+    rows = json.loads(path.read_text())
+    assert count == len(rows) == sum(1 + len(r.vqa) for r in records)
+    by_id = {row["id"]: row for row in rows}
+    for r in records:
+        des = by_id[f"{r.id}-des"]
+        LlavaRecord.model_validate(des)
+        assert from_llava(des) == (r.image, r.des_question, r.des_answer)
+        assert des["task"] == "des" and des["mode"] == "grounding"
+        for k, q in enumerate(r.vqa):
+            row = by_id[f"{r.id}-vqa-{k}"]
+            assert (row["qtype"], row["mode"]) == (q.qtype, q.mode)
+            assert from_llava(row)[1:] == (q.question, q.answer)
+        samples = to_samples(r)
+        assert [o.phrase for o in samples[0].objects] == [t.phrase for t in r.tags]
