@@ -8,6 +8,7 @@ training set (``images/`` + ``annotations.jsonl``) and a GIQA-Synth-Bench (``ben
 
 from giqa.synth.bench import BENCH_FILE, SCENES_FILE, bench_world_seed, build_bench, read_bench, write_bench
 from giqa.synth.config import COLOURS, SHAPES, SIZES, ConfigError, SynthConfig
+from giqa.synth.export import to_samples, write_llava
 from giqa.synth.generate import generate_scene, qa_pool, render_scene, scene_id
 from giqa.synth.scene import degradation_region
 from giqa.synth.schema import DEGRADATION_KINDS, Degradation, SceneRecord, SynthObject, SynthQA
@@ -36,6 +37,8 @@ __all__ = [
     "read_scenes",
     "render_scene",
     "scene_id",
+    "to_samples",
     "write_bench",
+    "write_llava",
     "write_scenes",
 ]
