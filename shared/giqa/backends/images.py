@@ -1,0 +1,66 @@
+"""Loading images and cutting box crops for the model backends, with the checks every entry point shares.
+
+Bad input fails here with a message that says what is wrong: a missing file, bytes that are not an image,
+an image over the pixel limit (decompression bombs included), a box that is not a normalized box.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from giqa.boxes import Box, BoxLike, as_box
+
+DEFAULT_MAX_PIXELS = 40_000_000  # ~ a 7,300 × 5,500 photo; larger inputs are refused, not decoded
+
+
+class ImageError(ValueError):
+    """An image that cannot be used: missing, unreadable, or too large."""
+
+
+def check_size(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
+        )
+    return image
+
+
+def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``path`` as an RGB image after checking its size from the header (before decoding)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"image not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                check_size(img, max_pixels)  # the header is read, the pixels are not decoded yet
+                img.load()
+                return img.convert("RGB")
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"cannot read {path} as an image: {exc}") from exc
+    except OSError as exc:  # truncated or corrupt data
+        raise ImageError(f"cannot read {path} as an image (corrupt or truncated): {exc}") from exc
+
+
+def crop(image: Image.Image, box: BoxLike, min_side: int = 1) -> Image.Image:
+    """The pixels under a normalized box, at least ``min_side`` pixels each way (grown around its centre)."""
+    b: Box = as_box(box)
+    width, height = image.size
+    x1, y1, x2, y2 = b.to_pixels(width, height)
+    min_w, min_h = min(min_side, width), min(min_side, height)
+    if x2 - x1 < min_w:
+        x1 = max(0, min(width - min_w, (x1 + x2 - min_w) // 2))
+        x2 = x1 + min_w
+    if y2 - y1 < min_h:
+        y1 = max(0, min(height - min_h, (y1 + y2 - min_h) // 2))
+        y2 = y1 + min_h
+    return image.crop((x1, y1, x2, y2))
