@@ -32,10 +32,12 @@ def predict_command(
 ) -> None:
     """Run a LLaVA-family model (local checkpoint or vLLM endpoint) over a bench, batched and resumable."""
     from giqa.evaluation.io import BenchError
+    from giqa.ports import GroundedVLM
     from giqa.predict.runner import PredictError, run_predictions
 
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite exclude each other")
+    vlm: GroundedVLM
     try:
         if model.startswith(("http://", "https://")):
             from giqa.predict.remote import OpenAIVisionVLM

@@ -2,9 +2,11 @@
 
 Fixed prompts live as files beside this module (``prompts/*.txt``) and are hashed into every report, so
 scores from different prompts or judges are never mixed up. The judge answers with structured output, an
-integer 0–4 (``{"score": N}`` under a JSON schema), at temperature 0. A reply that is not such an integer is
-retried with a correction turn; after the retries the item is recorded as a judge failure and scores 0.
-Scores are cached by (judge model, prompt hash, inputs).
+integer 0–4 (``{"score": N}`` under a JSON schema), at temperature 0, through the project's one chat client
+(:class:`giqa.llm.client.OpenAIChatClient`), which already retries transport errors and invalid answers.
+``retries`` adds rounds here with a correction turn, for clients that do not. An item whose judge never gives
+a valid score is a counted failure and scores 0 (not cached); a judge that is down stops the run. Scores are
+cached by (judge model, prompt hash, inputs), so re-scoring is free.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def load_llava(path: str | Path, *, device: str = "cpu", dtype: str | None = Non
     arch = detect_arch(path)
     cls = LlavaNextForConditionalGeneration if arch == "llava_next" else LlavaForConditionalGeneration
     torch_dtype = getattr(torch, dtype) if dtype else None
-    model = cls.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    model: Any = cls.from_pretrained(path, dtype=torch_dtype)
+    model = model.to(torch.device(device)).eval()
     processor = AutoProcessor.from_pretrained(path)
     processor.tokenizer.padding_side = "left"  # batched generation continues every row at its end
     if processor.tokenizer.pad_token is None:

@@ -77,7 +77,8 @@ class OpenAIVisionVLM:
         return str(self.client.model_name)
 
     def health(self) -> Health:
-        return self.client.health()  # type: ignore[no-any-return]
+        health: Health = self.client.health()
+        return health
 
     def answer(self, image: Image.Image, question: str, *, max_new_tokens: int = 256) -> str:
         return str(
