@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typer
 
+from giqa.cli.annotate import annotate as annotate_command
+from giqa.cli.annotate import tags as tags_command
 from giqa.cli.eval import app as eval_app
 from giqa.cli.llm import app as llm_app
 from giqa.cli.predict import predict_command
@@ -19,6 +21,8 @@ app = typer.Typer(
 )
 app.add_typer(synth_app, name="synth")
 app.add_typer(llm_app, name="llm")
+app.command("annotate")(annotate_command)
+app.command("tags")(tags_command)
 app.add_typer(eval_app, name="eval")
 app.command("predict")(predict_command)
 

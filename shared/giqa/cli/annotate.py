@@ -1,0 +1,190 @@
+"""``giqa annotate`` (the automated annotation pipeline) and ``giqa tags`` (Stage 1 alone, for debugging).
+
+Without an LLM URL both start the embedded llama.cpp server (SmolLM2-135M) and stop it afterwards. Bad
+configuration (no detector weights, a missing input file, an earlier run in --out without --resume) ends
+with a one-line message on stderr and exit code 2; bad samples are recorded in the audit, not fatal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from giqa.settings import Settings, get_settings
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+@contextlib.contextmanager
+def chat_llm(settings: Settings, url: str | None) -> Iterator[Any]:
+    """The configured LLM client, or the embedded server's (started here, always stopped)."""
+    from giqa.llm.client import OpenAIChatClient
+    from giqa.llm.server import EmbeddedLLMServer
+
+    if url or settings.llm.url:
+        client = OpenAIChatClient.from_settings(settings.llm, url=url)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    typer.echo("no LLM URL configured: starting the embedded SmolLM2-135M server", err=True)
+    with EmbeddedLLMServer.from_settings(settings.llm) as server:
+        client = server.client_from_settings(settings.llm)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def _config(settings: Settings, form: str) -> Any:
+    from giqa.pipeline.refine import RefineConfig
+    from giqa.pipeline.run import AnnotateConfig
+    from giqa.pipeline.tags import TagRules
+    from giqa.pipeline.vqa import VQARules
+
+    a, p = settings.annotate, settings.pipeline
+    return AnnotateConfig(
+        tag_rules=TagRules(repair_threshold=a.tag_repair_threshold, max_tags=a.max_tags),
+        vqa_rules=VQARules(
+            max_answer_words=a.vqa_max_answer_words,
+            template_fill=a.vqa_template_fill,
+            form=form,  # type: ignore[arg-type]
+            n=settings.grid_n,
+            m=settings.grid_m,
+        ),
+        refine=RefineConfig(p.keep_threshold, p.area_threshold, p.overlap_threshold),
+        stage1_mode=a.stage1_mode,
+        stage1_few_shot=a.stage1_few_shot,
+        seed=a.seed,
+        max_image_pixels=p.max_image_pixels,
+    )
+
+
+def annotate(
+    images: Annotated[Path, typer.Option("--images", help="folder the image paths are relative to")],
+    out: Annotated[
+        Path, typer.Option("--out", help="output folder (audit, train/val JSON, stats, histogram)")
+    ],
+    descriptions: Annotated[
+        Path | None,
+        typer.Option(
+            "--descriptions",
+            help='.jsonl lines {"image", "description"}, or .json LLaVA records (first answer); '
+            "omit to read same-named .txt files beside the images",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the run in --out, skipping done samples")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=0, help="annotate at most N new samples")
+    ] = None,
+    llm_url: Annotated[
+        str | None,
+        typer.Option("--llm-url", help="OpenAI-compatible /v1 URL (default: settings, else embedded)"),
+    ] = None,
+    detector: Annotated[
+        Path | None,
+        typer.Option("--detector", help="Grounding DINO folder (default: settings pipeline.detector_model)"),
+    ] = None,
+    judge: Annotated[
+        Literal["classical", "qinstruct"] | None,
+        typer.Option("--judge", help="IQA-Filter judge (default: settings pipeline.judge_backend)"),
+    ] = None,
+    judge_model: Annotated[
+        Path | None, typer.Option("--judge-model", help="Q-Instruct folder (qinstruct)")
+    ] = None,
+    form: Annotated[
+        Literal["grid", "norm"] | None, typer.Option("--form", help="box text form (default: settings)")
+    ] = None,
+) -> None:
+    """Stages 1–4 and VQA generation over images with quality descriptions; writes a LLaVA dataset.
+
+    Outputs in --out: audit.jsonl (every stage's decisions per sample), train.json / val.json (split by
+    image), stats.md / stats.json (Table 1 and the run report), box_area.png (raw vs refined box areas).
+    """
+    from giqa.backends.factory import JudgeConfigError, make_detector, make_judge
+    from giqa.pipeline.export import export_from_audit
+    from giqa.pipeline.inputs import read_inputs
+    from giqa.pipeline.run import Backends, run_annotation
+
+    settings = get_settings()
+    if detector is None and settings.pipeline.detector_model is None:
+        raise _fail(
+            "no Grounding DINO weights configured: pass --detector PATH (a save_pretrained folder) or set "
+            "GIQA_PIPELINE__DETECTOR_MODEL; the pipeline does not invent boxes"
+        )
+    try:
+        items = read_inputs(descriptions, images, max_chars=settings.annotate.max_description_chars)
+        detector_backend = make_detector(settings.pipeline, model=detector)
+        judge_backend = make_judge(settings.pipeline, backend=judge, model=judge_model)
+    except (ValueError, FileNotFoundError, JudgeConfigError) as exc:
+        raise _fail(str(exc)) from exc
+    config = _config(settings, form or settings.pipeline.box_form)
+    started = time.perf_counter()
+    try:
+        with chat_llm(settings, llm_url) as llm:
+            backends = Backends(llm=llm, detector=detector_backend, judge=judge_backend)
+            counts = run_annotation(items, images, out, backends, config, resume=resume, limit=limit)
+    except FileExistsError as exc:
+        raise _fail(str(exc)) from exc
+    except ValueError as exc:  # a broken LLaVA file shows up when iteration starts
+        raise _fail(str(exc)) from exc
+    summary = export_from_audit(
+        out / "audit.jsonl",
+        out,
+        seed=settings.annotate.seed,
+        val_fraction=settings.annotate.val_fraction,
+        vqa_limit=settings.annotate.vqa_limit,
+    )
+    typer.echo(
+        f"annotated {counts['processed']} samples ({counts['failed']} failed, "
+        f"{counts['skipped']} skipped as done) in {time.perf_counter() - started:.1f} s"
+    )
+    typer.echo((out / "stats.md").read_text(encoding="utf-8"))
+    typer.echo(f"dataset: {out / 'train.json'}, {out / 'val.json'}; histogram: {out / 'box_area.png'}")
+    if summary["report"]["counts"].get("ok", 0) == 0 and counts["processed"]:
+        raise typer.Exit(code=1)
+
+
+def tags(
+    description: Annotated[str, typer.Option("--description", help="the quality description to tag")],
+    llm_url: Annotated[
+        str | None,
+        typer.Option("--llm-url", help="OpenAI-compatible /v1 URL (default: settings, else embedded)"),
+    ] = None,
+    mode: Annotated[
+        Literal["constrained", "free"] | None, typer.Option("--mode", help="Stage-1 mode (default: settings)")
+    ] = None,
+) -> None:
+    """Stage 1 alone: print the tags, the drops and the repairs (with reasons) as JSON."""
+    from giqa.llm.errors import LLMError
+    from giqa.pipeline.tags import TagRules, extract_tags
+
+    settings = get_settings()
+    if not description.strip():
+        raise _fail("the description is empty")
+    a = settings.annotate
+    try:
+        with chat_llm(settings, llm_url) as llm:
+            result = extract_tags(
+                llm,
+                description,
+                TagRules(repair_threshold=a.tag_repair_threshold, max_tags=a.max_tags),
+                mode=mode or a.stage1_mode,
+                few_shot=a.stage1_few_shot,
+            )
+    except LLMError as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from exc
+    sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,141 @@
+"""Input adapters for ``giqa annotate``: (image, description) pairs from three layouts.
+
+- JSONL, one ``{"image", "description"}`` per line (an ``"id"`` is optional);
+- LLaVA conversation JSON (as Q-Instruct's data ships): the description is the first answer;
+- a folder of images with same-named ``.txt`` descriptions (``cat.jpg`` + ``cat.txt``).
+
+A bad entry does not stop the run: it becomes an :class:`InputItem` with a ``problem`` (invalid JSON, a
+missing field, a description that is empty, too long or not UTF-8) and is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
+
+@dataclass(frozen=True, slots=True)
+class InputItem:
+    key: str  # stable id of the sample: resume and exports use it
+    image: str  # path relative to the images folder, as written in the exports
+    description: str
+    problem: str | None = None  # why this entry cannot be annotated
+
+
+def sample_key(image: str, description: str) -> str:
+    """A stable key from the pair itself (the same image may come with several descriptions)."""
+    return hashlib.sha1(f"{image}\n{description}".encode()).hexdigest()[:16]
+
+
+def _item(key: str | None, image: object, description: object, max_chars: int, where: str) -> InputItem:
+    image_str = image if isinstance(image, str) else ""
+    text = description if isinstance(description, str) else ""
+    problem = None
+    if not image_str.strip():
+        problem = f"{where}: no image path"
+    elif description is None or not isinstance(description, str):
+        problem = f"{where}: no description"
+    elif not text.strip():
+        problem = f"{where}: empty description"
+    elif len(text) > max_chars:
+        problem = f"{where}: description has {len(text):,} characters, over the limit of {max_chars:,}"
+    text = " ".join(text.split())
+    return InputItem(key or sample_key(image_str, text), image_str.strip(), text, problem)
+
+
+def read_jsonl(path: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path.name} line {number}"
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield InputItem(
+                    f"line{number}", "", "", f"{where}: not UTF-8 ({exc.reason} at byte {exc.start})"
+                )
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield InputItem(f"line{number}", "", "", f"{where}: invalid JSON ({exc.msg})")
+                continue
+            if not isinstance(data, dict):
+                yield InputItem(
+                    f"line{number}", "", "", f"{where}: expected an object with image and description"
+                )
+                continue
+            key = str(data["id"]) if data.get("id") not in (None, "") else None
+            yield _item(key, data.get("image"), data.get("description"), max_chars, where)
+
+
+def read_llava(path: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
+    """LLaVA/Q-Instruct records: ``{"id"?, "image", "conversations": [human, gpt, ...]}``."""
+    try:
+        records = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: a LLaVA conversation file is a JSON list of records")
+    for index, record in enumerate(records):
+        where = f"{path.name} record {index}"
+        if not isinstance(record, dict):
+            yield InputItem(f"record{index}", "", "", f"{where}: not an object")
+            continue
+        turns = record.get("conversations")
+        answer = None
+        if isinstance(turns, list):
+            answer = next(
+                (
+                    t.get("value")
+                    for t in turns
+                    if isinstance(t, dict) and t.get("from") in ("gpt", "assistant")
+                ),
+                None,
+            )
+        key = str(record["id"]) if record.get("id") not in (None, "") else None
+        yield _item(key, record.get("image"), answer, max_chars, where)
+
+
+def read_txt_folder(images: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
+    for image in sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        relative = image.relative_to(images).as_posix()
+        text_path = image.with_suffix(".txt")
+        if not text_path.is_file():
+            yield InputItem(
+                sample_key(relative, ""), relative, "", f"{relative}: no {text_path.name} beside it"
+            )
+            continue
+        try:
+            text = text_path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield InputItem(
+                sample_key(relative, ""), relative, "", f"{text_path.name}: not UTF-8 ({exc.reason})"
+            )
+            continue
+        yield _item(None, relative, text, max_chars, text_path.name)
+
+
+def read_inputs(descriptions: Path | None, images: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
+    """Pick the adapter: ``.jsonl`` lines, ``.json`` LLaVA records, or (no file) ``.txt`` beside images."""
+    if descriptions is None:
+        if not images.is_dir():
+            raise ValueError(f"images folder not found: {images}")
+        return read_txt_folder(images, max_chars=max_chars)
+    if not descriptions.is_file():
+        raise ValueError(f"descriptions file not found: {descriptions}")
+    if descriptions.suffix.lower() == ".jsonl":
+        return read_jsonl(descriptions, max_chars=max_chars)
+    if descriptions.suffix.lower() == ".json":
+        return read_llava(descriptions, max_chars=max_chars)
+    raise ValueError(
+        f"descriptions must be .jsonl (image/description lines) or .json (LLaVA): {descriptions}"
+    )

@@ -1,0 +1,200 @@
+"""The annotate orchestrator and export on GIQA-Synth scenes, with scripted model ports.
+
+The orchestrator, validation, Stages 3–4, VQA grounding, balancing and export are the real code; only the
+model roles are stand-ins: an LLM that answers each scene's ground-truth tags (or fails on cue) and a
+detector that returns the scene's true boxes plus a jittered copy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from giqa.boxes import Box
+from giqa.grounded_text import parse, strip_coordinates
+from giqa.llm.errors import LLMOutputError, LLMUnavailableError
+from giqa.pipeline.export import export_from_audit
+from giqa.pipeline.inputs import read_inputs
+from giqa.pipeline.run import AnnotateConfig, Backends, read_done, run_annotation
+from giqa.ports import Detection, Health
+from giqa.schemas import LlavaRecord, Sample
+from giqa.synth import SceneRecord, write_scenes
+
+pytestmark = pytest.mark.unit
+
+
+class ScriptedLLM:
+    """Answers Stage 1 with the scene's true tags and VQA with one question; fails on cue words."""
+
+    model_name = "scripted"
+
+    def __init__(self, records: dict[str, SceneRecord]) -> None:
+        self.by_description = {r.description: r for r in records.values()}
+        self.calls = 0
+
+    def health(self) -> Health:
+        return Health(True)
+
+    def chat(self, messages: Sequence[dict[str, Any]], **_: Any) -> str:
+        return ""
+
+    def chat_json(self, messages: Sequence[dict[str, Any]], schema: dict[str, Any], **_: Any) -> Any:
+        self.calls += 1
+        text = messages[-1]["content"].removeprefix("Description: ").split("\n")[0]
+        if "GARBAGE" in text:
+            raise LLMOutputError("chat_json: no valid answer in 3 tries; last problem: not JSON", raw="<<")
+        if "DOWN" in text:
+            raise LLMUnavailableError("chat_json: http://x/v1 failed 3 times; last error: ConnectError")
+        record = self.by_description[text]
+        if schema["title"] == "quality_tags":
+            return {"tags": [t.model_dump() for t in record.tags]}
+        if "VQAFAIL" in record.description:
+            raise LLMOutputError("vqa garbage")
+        first = record.tags[0]
+        return {
+            "qa": [{"type": "yes_no", "question": f"Is the {first.phrase} {first.quality}?", "answer": "No"}]
+        }
+
+
+class TruthDetector:
+    def __init__(self, records: dict[str, SceneRecord]) -> None:
+        self.boxes = {o.phrase: Box(*o.box) for r in records.values() for o in r.objects}
+
+    def health(self) -> Health:
+        return Health(True)
+
+    def detect(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Detection]]:
+        out = []
+        for phrase in phrases:
+            box = self.boxes[phrase]
+            jitter = Box(
+                box.x1, box.y1, min(1.0, box.x2 + 0.01), box.y2
+            )  # covers the box: Box-Merge folds it
+            out.append([Detection(box, 0.9, phrase), Detection(jitter, 0.5, phrase)])
+        return out
+
+    def detect_batch(self, images: Sequence[Image.Image], phrases: Sequence[Sequence[str]]) -> Any:
+        return [self.detect(i, p) for i, p in zip(images, phrases, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, SceneRecord]]:
+    root = tmp_path_factory.mktemp("scenes")
+    annotations = write_scenes(6, 5, root, progress=False)
+    records = {}
+    for line in annotations.read_text().splitlines():
+        record = SceneRecord.model_validate_json(line)
+        records[record.image] = record
+    return root, records
+
+
+def write_inputs(path: Path, world: tuple[Path, dict[str, SceneRecord]], extra: list[dict[str, Any]]) -> Path:
+    root, records = world
+    lines = [{"image": image, "description": r.description} for image, r in records.items()] + extra
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def run(out: Path, world: tuple[Path, dict[str, SceneRecord]], inputs: Path, **kwargs: Any) -> dict[str, int]:
+    root, records = world
+    backends = Backends(llm=ScriptedLLM(records), detector=TruthDetector(records), judge=None)
+    return run_annotation(
+        read_inputs(inputs, root), root, out, backends, AnnotateConfig(), progress=False, **kwargs
+    )
+
+
+def test_run_export_and_audit(tmp_path: Path, world: tuple[Path, dict[str, SceneRecord]]) -> None:
+    root, records = world
+    corrupt = root / "images" / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    first = next(iter(records.values()))
+    extra = [
+        {"image": "images/corrupt.png", "description": first.description},
+        {"image": first.image, "description": ""},
+        {"image": "images/missing.png", "description": first.description},
+        {"image": first.image, "description": first.description + " GARBAGE"},
+    ]
+    counts = run(tmp_path / "out", world, write_inputs(tmp_path / "in.jsonl", world, extra))
+    assert counts == {"processed": 10, "skipped": 0, "failed": 4}
+    audit = [json.loads(line) for line in (tmp_path / "out" / "audit.jsonl").read_text().splitlines()]
+    failures = {
+        f"{r['failure']['stage']}: {r['failure']['reason'].split(':')[0]}" for r in audit if r["failure"]
+    }
+    assert failures == {
+        f"input: cannot read {corrupt} as an image (corrupt or truncated)",
+        "input: in.jsonl line 8",
+        "input: image not found",
+        "stage1: LLMOutputError",
+    }
+
+    summary = export_from_audit(tmp_path / "out" / "audit.jsonl", tmp_path / "out", val_fraction=0.34)
+    train = json.loads((tmp_path / "out" / "train.json").read_text())
+    val = json.loads((tmp_path / "out" / "val.json").read_text())
+    for record in train + val:
+        LlavaRecord.model_validate(record)
+    assert {r["image"] for r in train}.isdisjoint({r["image"] for r in val})
+    assert (tmp_path / "out" / "box_area.png").read_bytes()[:4] == b"\x89PNG"
+    all_row = summary["table"][2]
+    assert all_row["des"] == 6 and all_row["total"] == len(train) + len(val)
+    assert all_row["yes"] == all_row["no"] and all_row["vqa_w"] == all_row["vqa_y"] > 0
+
+    for record in (r for r in audit if r["status"] == "ok"):
+        des = Sample.model_validate(record["des"])
+        truth = records[record["image"]]
+        assert strip_coordinates(des.answer) == truth.description  # Stage 4's invariant
+        assert [m.phrase for m in parse(des.answer)] == [
+            p["phrase"] for p in sorted(record["fuse"]["placed"], key=lambda p: p["span"][0])
+        ]
+        assert len(record["stage1"]["tags"]) == len(truth.tags)
+        for refined in record["refined"]:
+            assert len(refined["raw"]) == 2 and len(refined["merged"]) == 1 and refined["merges"]
+        assert record["timings"].keys() >= {"load", "stage1", "stage2", "stage3_4", "vqa"}
+        yes_no = [i for i in record["vqa"]["items"] if i["source"] == "llm"]
+        assert yes_no and yes_no[0]["answer"] == "Yes." and yes_no[0]["corrected"]  # "No" was wrong
+
+
+def test_resume_skips_done_samples_and_retries_transient_failures(
+    tmp_path: Path, world: tuple[Path, dict[str, SceneRecord]]
+) -> None:
+    first = next(iter(world[1].values()))
+    inputs = write_inputs(
+        tmp_path / "in.jsonl",
+        world,
+        [{"image": first.image, "description": "DOWN: the red circle is blurry."}],
+    )
+    out = tmp_path / "out"
+    assert run(out, world, inputs, limit=3) == {"processed": 3, "skipped": 0, "failed": 0}
+    with pytest.raises(FileExistsError, match="--resume"):
+        run(out, world, inputs)
+    with (out / "audit.jsonl").open("a") as handle:
+        handle.write('{"key": "torn')  # a crash mid-write
+    assert run(out, world, inputs, resume=True) == {"processed": 4, "skipped": 3, "failed": 1}
+    # the unavailable-LLM failure is retryable: a second resume tries it again, the rest is skipped
+    assert len(read_done(out / "audit.jsonl")) == 6
+    assert run(out, world, inputs, resume=True) == {"processed": 1, "skipped": 6, "failed": 1}
+    lines = (out / "audit.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and all(json.loads(line) for line in lines)
+
+
+def test_vqa_failure_keeps_des_and_falls_back_to_templates(
+    tmp_path: Path, world: tuple[Path, dict[str, SceneRecord]]
+) -> None:
+    root, records = world
+    image, record = next(iter(records.items()))
+    changed = record.model_copy(update={"description": record.description + " VQAFAIL"})
+    patched = {image: changed}
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(json.dumps({"image": image, "description": changed.description}) + "\n")
+    backends = Backends(llm=ScriptedLLM(patched), detector=TruthDetector(patched), judge=None)
+    run_annotation(
+        read_inputs(inputs, root), root, tmp_path / "out", backends, AnnotateConfig(), progress=False
+    )
+    (line,) = (tmp_path / "out" / "audit.jsonl").read_text().splitlines()
+    audit = json.loads(line)
+    assert audit["status"] == "ok" and audit["vqa_failure"].startswith("LLMOutputError")
+    assert audit["des"] and {i["source"] for i in audit["vqa"]["items"]} == {"template"}
