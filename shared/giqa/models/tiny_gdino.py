@@ -5,7 +5,8 @@ vocabulary/tokenizer and (optionally) its weights as the text backbone, so promp
 Grounding DINO's bert-base-uncased does. The vision side is a tiny ResNet; the transformer has ``d_model``
 32 and two decoder layers (one fails on tied weights in transformers 5). Weights other than the text backbone
 are random (seeded), so boxes and scores mean nothing — the code path (shapes, thresholds, batching,
-normalization) is what the tiny model exercises.
+normalization) is what the tiny model exercises. ``image_size`` (the processor's shortest edge) is at least
+96: at 64 a square image leaves the extra 1/64 feature level 1×1, which GroupNorm refuses.
 
 ``build_tiny_grounding_dino(out_dir)`` writes a ``save_pretrained`` folder holding the model and its
 ``GroundingDinoProcessor``, which :class:`giqa.backends.gdino.GroundingDinoDetector` loads by path.
@@ -28,7 +29,7 @@ def build_tiny_grounding_dino(
     out_dir: str | Path,
     *,
     seed: int = 0,
-    image_size: int = 64,
+    image_size: int = 96,
     num_queries: int = 30,
     d_model: int = 32,
     decoder_layers: int = 2,
