@@ -10,6 +10,8 @@ from giqa.cli.annotate import tags as tags_command
 from giqa.cli.eval import app as eval_app
 from giqa.cli.llm import app as llm_app
 from giqa.cli.predict import predict_command
+from giqa.cli.stages import detect as detect_command
+from giqa.cli.stages import judge as judge_command
 from giqa.cli.synth import app as synth_app
 
 app = typer.Typer(
@@ -25,6 +27,8 @@ app.command("annotate")(annotate_command)
 app.command("tags")(tags_command)
 app.add_typer(eval_app, name="eval")
 app.command("predict")(predict_command)
+app.command("detect")(detect_command)
+app.command("judge")(judge_command)
 
 
 def main() -> None:

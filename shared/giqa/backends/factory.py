@@ -1,0 +1,47 @@
+"""Building the Stage-2/3 backends from settings: the one place that maps configuration to a backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from giqa.settings import PipelineSettings
+
+
+class JudgeConfigError(ValueError):
+    """Settings that do not describe a usable judge or detector (e.g. qinstruct without a model path)."""
+
+
+def make_judge(cfg: PipelineSettings, *, backend: str | None = None, model: Path | None = None) -> Any:
+    """The configured :class:`giqa.ports.QualityJudge` (``backend``/``model`` override the settings)."""
+    name = backend or cfg.judge_backend
+    if name == "classical":
+        from giqa.backends.classical import ClassicalJudge
+
+        return ClassicalJudge(cfg.judge_params)
+    if name == "qinstruct":
+        path = model or cfg.judge_model
+        if path is None:
+            raise JudgeConfigError("the qinstruct judge needs a model: --model or GIQA_PIPELINE__JUDGE_MODEL")
+        from giqa.backends.qinstruct import QInstructJudge
+
+        return QInstructJudge(path, batch_size=cfg.judge_batch_size, device=cfg.device)
+    raise JudgeConfigError(f"unknown judge backend {name!r}; expected 'classical' or 'qinstruct'")
+
+
+def make_detector(cfg: PipelineSettings, *, model: Path | None = None) -> Any:
+    """The configured :class:`giqa.ports.Detector` (Grounding DINO from a local folder)."""
+    path = model or cfg.detector_model
+    if path is None:
+        raise JudgeConfigError("the detector needs a model: --model or GIQA_PIPELINE__DETECTOR_MODEL")
+    from giqa.backends.gdino import GroundingDinoDetector
+
+    return GroundingDinoDetector(
+        path,
+        box_threshold=cfg.box_threshold,
+        text_threshold=cfg.text_threshold,
+        nms_iou=cfg.detector_nms_iou,
+        max_detections=cfg.max_detections,
+        batch_size=cfg.detector_batch_size,
+        device=cfg.device,
+    )

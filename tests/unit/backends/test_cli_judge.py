@@ -1,0 +1,91 @@
+"""``giqa judge`` with the classical backend: JSON out, clear errors for bad input (exit code 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageFilter
+from typer.testing import CliRunner
+
+from giqa.cli import app
+from giqa.settings import get_settings
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> dict[str, Path]:
+    from giqa.synth import generate_scene
+
+    image, _ = generate_scene(0, 0)
+    sharp = tmp_path / "sharp.png"
+    image.save(sharp)
+    blurred = tmp_path / "blurred.png"
+    image.filter(ImageFilter.GaussianBlur(3)).save(blurred)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return {"sharp": sharp, "blurred": blurred, "bad": bad, "missing": tmp_path / "missing.png"}
+
+
+def run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, list(args), env=env)
+    finally:
+        get_settings.cache_clear()
+
+
+def test_judge_prints_p_yes(images: dict[str, Path]) -> None:
+    args = ["--box", "0", "0", "1", "1", "--quality", "blurry", "--backend", "classical"]
+    sharp = run("judge", "--image", str(images["sharp"]), *args)
+    blurred = run("judge", "--image", str(images["blurred"]), *args)
+    assert sharp.exit_code == 0, sharp.output
+    a, b = json.loads(sharp.stdout), json.loads(blurred.stdout)
+    assert a["backend"] == "classical" and a["box"] == [0.0, 0.0, 1.0, 1.0] and a["quality"] == "blurry"
+    assert 0.0 <= a["p_yes"] <= 1.0 and b["p_yes"] > a["p_yes"]
+    assert b["keep"] is (b["p_yes"] >= 0.5)
+
+
+def test_unknown_word_abstains(images: dict[str, Path]) -> None:
+    out = run(
+        "judge", "--image", str(images["sharp"]), "--box", "0.1", "0.1", "0.6", "0.6", "--quality", "lovely"
+    )
+    data = json.loads(out.stdout)
+    assert data["abstained"] is True and data["p_yes"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("image", "box", "extra", "env", "message"),
+    [
+        ("missing", ["0", "0", "1", "1"], [], None, "image not found"),
+        ("bad", ["0", "0", "1", "1"], [], None, "cannot read"),
+        ("sharp", ["0.5", "0", "0.2", "1"], [], None, "inverted"),
+        ("sharp", ["0", "0", "1", "1.5"], [], None, "outside [0, 1]"),
+        ("sharp", ["0.2", "0.2", "0.2", "0.2"], [], None, "no area"),
+        ("sharp", ["0", "0", "1", "1"], [], {"GIQA_PIPELINE__MAX_IMAGE_PIXELS": "1000"}, "over the limit"),
+        ("sharp", ["0", "0", "1", "1"], ["--backend", "qinstruct"], None, "needs a model"),
+    ],
+    ids=["missing", "corrupt", "inverted box", "box out of range", "empty box", "oversized", "no model"],
+)
+def test_bad_input_fails_clearly(images, image, box, extra, env, message) -> None:  # type: ignore[no-untyped-def]
+    out = run("judge", "--image", str(images[image]), "--box", *box, "--quality", "blurry", *extra, env=env)
+    assert out.exit_code == 2
+    assert message in out.stderr and "Traceback" not in out.output
+    assert out.stdout == ""
+
+
+def test_detect_needs_a_model(images: dict[str, Path]) -> None:
+    out = run("detect", "--image", str(images["sharp"]), "--phrase", "red circle")
+    assert out.exit_code == 2 and "no detector model" in out.stderr
+
+
+def test_pixel_limit_is_checked_before_decoding(tmp_path: Path) -> None:
+    from giqa.backends.images import ImageError, load_image
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 300)).save(big)
+    with pytest.raises(ImageError, match="over the limit"):
+        load_image(big, max_pixels=300 * 299)
+    assert load_image(big, max_pixels=300 * 300).size == (300, 300)
