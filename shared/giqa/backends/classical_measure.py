@@ -18,6 +18,8 @@ The crop is the box plus a thin margin (:func:`grow`) so a flat object's own edg
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -122,6 +124,14 @@ def _robust_noise(lap: np.ndarray) -> float:
     return math.log(float(np.median(np.abs(lap))) + 1e-4) if lap.size else math.log(1e-4)
 
 
+def _wavelet_sigma(gray: np.ndarray, estimate_sigma: Any) -> float:
+    # scikit-image warns and returns NaN on crops too thin for a wavelet level; treat that as no noise
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sigma = float(estimate_sigma(gray))
+    return sigma if math.isfinite(sigma) else 0.0
+
+
 def measure_crop(patch: Image.Image) -> dict[str, float]:
     """Measurements of one crop alone (a PIL image)."""
     from skimage.measure import blur_effect
@@ -136,7 +146,7 @@ def measure_crop(patch: Image.Image) -> dict[str, float]:
         "log_min_step": math.log(float(steps.min())),
         "blur_effect": float(blur_effect(gray, h_size=h_size)),
         "log_lap_var": math.log(float(lap.var()) + 1e-6) if lap.size else math.log(1e-6),
-        "log_sigma": math.log(float(estimate_sigma(gray)) + 1e-4),
+        "log_sigma": math.log(_wavelet_sigma(gray, estimate_sigma) + 1e-4),
         "log_noise": _robust_noise(lap),
         "mean": float(gray.mean()),
         "p10": float(np.percentile(gray, 10)),
