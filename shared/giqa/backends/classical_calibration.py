@@ -67,7 +67,7 @@ def collect(scenes: int, seed: int, *, progress: bool = True) -> list[tuple[dict
     for index in tqdm(range(scenes), desc="measuring synth crops", disable=not progress):
         image, record = generate_scene(seed, index, config)
         for obj in record.objects:
-            kinds = {d.kind for d in obj.degradations}
+            kinds: set[str] = {d.kind for d in obj.degradations}
             rows.append((measure(image, obj.box), kinds))
     return rows
 

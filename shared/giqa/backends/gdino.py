@@ -128,8 +128,8 @@ class GroundingDinoDetector:
         self.batch_size = batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.processor = GroundingDinoProcessor.from_pretrained(path, local_files_only=True)
-        self.model = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True)
-        self.model.to(self.device).eval()
+        model: Any = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True)
+        self.model = model.to(self.device).eval()
         self._torch = torch
 
     def health(self) -> Health:

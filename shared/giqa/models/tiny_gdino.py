@@ -41,7 +41,7 @@ def build_tiny_grounding_dino(
     from transformers import (
         BertConfig,
         BertModel,
-        BertTokenizerFast,
+        BertTokenizer,
         GroundingDinoConfig,
         GroundingDinoForObjectDetection,
         GroundingDinoImageProcessor,
@@ -59,12 +59,10 @@ def build_tiny_grounding_dino(
         hidden_sizes=[8, 16, 32, 32],
         depths=[1, 1, 1, 1],
         layer_type="basic",
-        out_features=["stage2", "stage3", "stage4"],
+        out_features=["stage2", "stage3", "stage4"],  # type: ignore[call-arg]  # a backbone-mixin kwarg
     )
     config = GroundingDinoConfig(
         backbone_config=backbone,
-        use_timm_backbone=False,
-        use_pretrained_backbone=False,
         text_config=text_config,
         d_model=d_model,
         num_queries=num_queries,
@@ -88,9 +86,7 @@ def build_tiny_grounding_dino(
         if any(not k.startswith("pooler") for k in missing):
             raise RuntimeError(f"MiniLM weights do not fit the text backbone: missing {missing}")
     model.eval()
-    tokenizer = BertTokenizerFast.from_pretrained(
-        text_src, local_files_only=True, model_max_length=max_text_len
-    )
+    tokenizer = BertTokenizer.from_pretrained(text_src, local_files_only=True, model_max_length=max_text_len)
     image_processor = GroundingDinoImageProcessor(
         size={"shortest_edge": image_size, "longest_edge": image_size * 2}
     )
