@@ -67,6 +67,8 @@ def compare_chart(
             ax.fill([*angles, angles[0]], [*ys, ys[0]], alpha=0.12)
         ax.set_xticks(angles)
         ax.set_xticklabels(labels, fontsize=8)
+        ax.tick_params(axis="x", pad=12)  # keep metric names off the rings
+        ax.set_rlabel_position(180 / len(axes))  # radial numbers between two axes, not on one
         ax.set_ylim(0, 1)
         ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize=8)
     elif kind == "bars":
