@@ -47,12 +47,12 @@ class EvalSettings(BaseModel):
 
 
 class PipelineSettings(BaseModel):
-    """Annotation Stages 2–4 (DESIGN §3.5): detector, quality judge, Box-Merge, fusion. Grid n/m: top level."""
+    """Annotation Stages 2–4 (DESIGN §3.5): detector, judge, Box-Merge, fusion. Grid n/m: top level."""
 
-    detector_model: Path | None = Field(None, description="local Grounding DINO save_pretrained folder")
+    detector_model: Path | None = Field(None, description="Grounding DINO folder, or a hub id already cached")
     box_threshold: float = Field(0.35, ge=0, le=1, description="detector: min best phrase-token probability")
     text_threshold: float = Field(0.25, ge=0, le=1, description="detector: min mean phrase-token probability")
-    detector_nms_iou: float | None = Field(0.8, ge=0, le=1, description="per-phrase NMS IoU; None turns it off")
+    detector_nms_iou: float | None = Field(0.8, ge=0, le=1, description="per-phrase NMS IoU; None: off")
     max_detections: int = Field(10, ge=1, description="boxes kept per phrase, best first")
     detector_batch_size: int = Field(8, ge=1, description="(image, phrase) pairs per forward pass")
     judge_backend: Literal["classical", "qinstruct"] = Field("classical", description="IQA-Filter judge")
@@ -64,7 +64,7 @@ class PipelineSettings(BaseModel):
     overlap_threshold: float = Field(0.95, ge=0, le=1, description="Box-Merge To (coverage)")
     box_form: Literal["grid", "norm"] = Field("grid", description="Stage-4 box text form")
     max_image_pixels: int = Field(40_000_000, ge=1, description="images with more pixels are refused")
-    device: str | None = Field(None, description="torch device for the model backends; default cuda if present")
+    device: str | None = Field(None, description="torch device for the backends; default cuda if present")
 
 
 class AnnotateSettings(BaseModel):

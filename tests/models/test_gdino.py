@@ -171,6 +171,10 @@ def test_bad_input(gdino_path: Path, images: list[Image.Image], tmp_path: Path) 
         detector.detect_batch(images, [["x"]])
     with pytest.raises(FileNotFoundError, match="config.json"):
         GroundingDinoDetector(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        GroundingDinoDetector(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="offline"):  # a hub id absent from the cache: no download
+        GroundingDinoDetector("giqa-test/not-a-cached-model")
     with pytest.raises(ValueError, match="box_threshold"):
         GroundingDinoDetector(gdino_path, box_threshold=1.5)
     assert detector.detect(images[0].convert("L"), ["red circle"])[0]  # grey input is converted

@@ -1,9 +1,10 @@
 """Stage 2 detector: Grounding DINO through ``transformers`` (``GroundingDinoForObjectDetection``).
 
-Weights come from a local path (``settings.pipeline.detector_model``, a ``save_pretrained`` folder with the
-model and its ``GroundingDinoProcessor``); loading passes ``local_files_only=True`` so nothing is ever fetched
-from a hub at run or test time. Production points the path at a copy of ``IDEA-Research/grounding-dino-base``;
-tests use :func:`giqa.models.tiny_gdino.build_tiny_grounding_dino`.
+Weights come from ``settings.pipeline.detector_model``: a local ``save_pretrained`` folder with the model and
+its ``GroundingDinoProcessor``, or a hub id already in the local Hugging Face cache; loading passes
+``local_files_only=True`` so nothing is ever fetched from a hub at run or test time. Production points the
+setting at a copy of ``IDEA-Research/grounding-dino-base``; tests use
+:func:`giqa.models.tiny_gdino.build_tiny_grounding_dino`.
 
 Prompting **(decided)**: ONE text query per phrase Tr (``"<phrase>."``), not one "a. b. c." prompt with the
 label mapped back from tokens. Each query's boxes then belong to that phrase by construction, two phrases that
@@ -85,6 +86,24 @@ def select_detections(
     ]
 
 
+def resolve_checkpoint(model: str | Path) -> str:
+    """A local ``save_pretrained`` folder, or a hub id ("org/name") to be read from the local HF cache.
+
+    Nothing is downloaded: loading uses ``local_files_only=True`` in both cases.
+    """
+    path = Path(model)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"no Grounding DINO checkpoint at {path} (expected a save_pretrained folder with config.json)"
+            )
+        return str(path)
+    text = str(model)
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        return text  # a hub id; from_pretrained looks in the local cache only
+    raise FileNotFoundError(f"no Grounding DINO checkpoint at {path}: the folder does not exist")
+
+
 def prompt_for(phrase: str) -> str:
     """Grounding DINO's text form: lower case, ending with a dot."""
     text = " ".join(phrase.lower().split()).rstrip(".")
@@ -110,25 +129,27 @@ class GroundingDinoDetector:
         import torch
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
-        path = Path(model_path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"no Grounding DINO checkpoint at {path} (expected a save_pretrained folder with config.json)"
-            )
+        source = resolve_checkpoint(model_path)
         for name, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if batch_size < 1 or max_detections < 1:
             raise ValueError("batch_size and max_detections must be at least 1")
-        self.model_path = path
+        self.model_path = source
         self.box_threshold = box_threshold
         self.text_threshold = text_threshold
         self.nms_iou = nms_iou
         self.max_detections = max_detections
         self.batch_size = batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.processor = GroundingDinoProcessor.from_pretrained(path, local_files_only=True)
-        model: Any = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True)
+        try:
+            self.processor = GroundingDinoProcessor.from_pretrained(source, local_files_only=True)
+            model: Any = GroundingDinoForObjectDetection.from_pretrained(source, local_files_only=True)
+        except OSError as exc:  # a hub id that is not in the local cache
+            raise FileNotFoundError(
+                f"cannot load Grounding DINO {source!r} offline: {exc}. Download it beforehand "
+                f"(e.g. `hf download {source} --local-dir /models/gdino`) and point the setting at the folder"
+            ) from exc
         self.model = model.to(self.device).eval()
         self._torch = torch
 
