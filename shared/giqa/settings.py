@@ -59,6 +59,7 @@ class PipelineSettings(BaseModel):
     judge_model: Path | None = Field(None, description="local llava-hf Q-Instruct folder (qinstruct backend)")
     judge_params: Path | None = Field(None, description="classical judge curves; default: the shipped JSON")
     judge_batch_size: int = Field(8, ge=1, description="crops per judge forward pass")
+    judge_dtype: Literal["float32", "float16", "bfloat16"] | None = Field(None, description="qinstruct dtype")
     keep_threshold: float = Field(0.5, ge=0, le=1, description="IQA-Filter keeps a box when p_yes >= this")
     area_threshold: float = Field(0.256, ge=0, le=1, description="Box-Merge Ta (normalized area)")
     overlap_threshold: float = Field(0.95, ge=0, le=1, description="Box-Merge To (coverage)")

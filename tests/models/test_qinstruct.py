@@ -96,3 +96,40 @@ def test_empty_batch_and_bad_path(judge: QInstructJudge, tmp_path: Path) -> None
         judge.judge_crops([Image.new("RGB", (8, 8))], [])
     with pytest.raises(Exception, match="config.json|does not exist"):
         QInstructJudge(tmp_path / "missing")
+
+
+def test_cli_judge_with_qinstruct(
+    tiny_llava: Path, tmp_path: Path, scene: tuple[Image.Image, list[Box]]
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from giqa.cli import app
+    from giqa.settings import get_settings
+
+    image, boxes = scene
+    path = tmp_path / "scene.png"
+    image.save(path)
+    get_settings.cache_clear()
+    box = [str(v) for v in boxes[0].as_tuple()]
+    out = CliRunner().invoke(
+        app,
+        [
+            "judge",
+            "--image",
+            str(path),
+            "--box",
+            *box,
+            "--quality",
+            "noisy",
+            "--backend",
+            "qinstruct",
+            "--model",
+            str(tiny_llava),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["backend"] == "qinstruct" and 0.0 <= data["p_yes"] <= 1.0
+    assert data["detail"]["quality"] == "noisy" and data["detail"]["yes_ids"]

@@ -25,7 +25,7 @@ def make_judge(cfg: PipelineSettings, *, backend: str | None = None, model: Path
             raise JudgeConfigError("the qinstruct judge needs a model: --model or GIQA_PIPELINE__JUDGE_MODEL")
         from giqa.backends.qinstruct import QInstructJudge
 
-        return QInstructJudge(path, batch_size=cfg.judge_batch_size, device=cfg.device)
+        return QInstructJudge(path, batch_size=cfg.judge_batch_size, device=cfg.device, dtype=cfg.judge_dtype)
     raise JudgeConfigError(f"unknown judge backend {name!r}; expected 'classical' or 'qinstruct'")
 
 
