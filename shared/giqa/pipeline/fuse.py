@@ -21,8 +21,9 @@ phrase with no free occurrence is reported as missing (:func:`fuse` raises :clas
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from giqa.boxes import Box, BoxLike, as_box
@@ -74,20 +75,42 @@ def _bounded(pattern: str) -> str:
     return rf"(?<!\w){pattern}(?!\w)"
 
 
-def _candidates(description: str, phrase: str) -> list[tuple[str, list[tuple[int, int]]]]:
-    """Occurrences of ``phrase`` per matching tier, each in text order."""
-    escaped = re.escape(phrase)
+_LOOSE_TIERS = ("casefold", "whitespace", "substring")
+
+
+@lru_cache(maxsize=16384)
+def _tier_pattern(phrase: str, tier: str) -> re.Pattern[str]:
+    # compiled lazily and once per phrase: at dataset scale re's own 512-entry cache thrashes, and most
+    # phrases never get past the exact tier, which needs no regex at all
+    if tier == "casefold":
+        return re.compile(_bounded(re.escape(phrase)), re.IGNORECASE)
     loose = r"\s+".join(re.escape(w) for w in phrase.split())
-    tiers = [
-        ("exact", _bounded(escaped), 0),
-        ("casefold", _bounded(escaped), re.IGNORECASE),
-        ("whitespace", _bounded(loose), re.IGNORECASE),
-        ("substring", loose, re.IGNORECASE),
-    ]
-    return [
-        (name, [(m.start(), m.end()) for m in re.finditer(pattern, description, flags)])
-        for name, pattern, flags in tiers
-    ]
+    return re.compile(_bounded(loose) if tier == "whitespace" else loose, re.IGNORECASE)
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _exact(description: str, phrase: str) -> Iterator[tuple[int, int]]:
+    r"""Verbatim occurrences on word boundaries (what ``(?<!\w)phrase(?!\w)`` finds), via str.find."""
+    start = description.find(phrase)
+    while start != -1:
+        end = start + len(phrase)
+        if (start == 0 or not _is_word(description[start - 1])) and (
+            end == len(description) or not _is_word(description[end])
+        ):
+            yield start, end
+        start = description.find(phrase, start + 1)
+
+
+def _candidates(description: str, phrase: str) -> Iterator[tuple[str, tuple[int, int]]]:
+    """Occurrences of ``phrase``, tier by tier, each tier in text order (lazy: most stop at the first)."""
+    for span in _exact(description, phrase):
+        yield "exact", span
+    for tier in _LOOSE_TIERS:
+        for match in _tier_pattern(phrase, tier).finditer(description):
+            yield tier, (match.start(), match.end())
 
 
 def _free(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
@@ -119,14 +142,14 @@ def fuse_traced(
     placed: list[Placement] = []
     missing: list[str] = []
     for _, phrase, boxes in order:
-        chosen: tuple[str, tuple[int, int]] | None = None
-        for tier, spans in _candidates(description, phrase.strip()):
-            for span in spans:
-                if _free(span, taken) and _wrappable(description[span[0] : span[1]]):
-                    chosen = (tier, span)
-                    break
-            if chosen:
-                break
+        chosen = next(
+            (
+                (tier, span)
+                for tier, span in _candidates(description, phrase.strip())
+                if _free(span, taken) and _wrappable(description[span[0] : span[1]])
+            ),
+            None,
+        )
         if chosen is None:
             missing.append(phrase)
             continue
