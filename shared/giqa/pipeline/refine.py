@@ -80,13 +80,17 @@ class RefinedTag:
 
 
 def refine_tag(
-    image: Image.Image,
+    image: Image.Image | None,
     tag: Tag,
     detections: Sequence[Detection],
     judge: QualityJudge | None,
     config: RefineConfig | None = None,
 ) -> RefinedTag:
-    """IQA-Filter (when the tag has several boxes and a judge is given) then Box-Merge, for one tag."""
+    """IQA-Filter (when the tag has several boxes and a judge is given) then Box-Merge, for one tag.
+
+    ``image`` may be None only when no judge will look at it (no judge, or at most one box): replaying
+    recorded Stage-2 outputs without the pixels.
+    """
     config = config or RefineConfig()
     raw = list(detections)
     if not raw:
@@ -96,6 +100,8 @@ def refine_tag(
     filter_applied = len(raw) > 1 and judge is not None
     if filter_applied:
         assert judge is not None
+        if image is None:
+            raise ValueError(f"the IQA-Filter needs the image to judge {len(raw)} boxes of {tag.phrase!r}")
         answers = judge.judge_batch([(image, d.box, tag.quality) for d in raw])
         if len(answers) != len(raw):
             raise RuntimeError(f"judge returned {len(answers)} judgements for {len(raw)} boxes")

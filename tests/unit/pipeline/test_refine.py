@@ -123,3 +123,10 @@ def test_judge_returning_wrong_count_is_an_error() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         RefineConfig(keep_threshold=1.5)
+
+
+def test_image_is_only_needed_when_the_filter_looks() -> None:
+    assert refine_tag(None, TAG, dets(A, C), None, RefineConfig()).merged == [Box(0.1, 0.1, 0.4, 0.3)]
+    assert refine_tag(None, TAG, dets(A), TableJudge({A: 0.0}), RefineConfig()).kept == [A]
+    with pytest.raises(ValueError, match="needs the image"):
+        refine_tag(None, TAG, dets(A, B), TableJudge({A: 0.9, B: 0.1}), RefineConfig())
