@@ -109,22 +109,28 @@ def judge_throughput(bench: Path, n_items: int) -> None:
     rows = [
         json.loads(line) for line in bench.read_text().splitlines() if '"task":"des"' in line.replace(" ", "")
     ]
-    requests = [
-        JudgeRequest(
-            "des", r["question"], plain_text(r["answer"]), plain_text(rows[(k + 1) % len(rows)]["answer"])
-        )
-        for k, r in enumerate(rows[:n_items])
-    ]
+
+    def requests(level: int) -> list[JudgeRequest]:
+        # a different set per level: llama.cpp reuses cached prompt prefixes, so repeats would be flattered
+        part = rows[level * n_items : (level + 1) * n_items]
+        return [
+            JudgeRequest(
+                "des", r["question"], plain_text(r["answer"]), plain_text(rows[(k + 7) % len(rows)]["answer"])
+            )
+            for k, r in enumerate(part)
+        ]
+
     with EmbeddedLLMServer() as server, server.client(timeout_s=120.0) as client:
-        client.chat([{"role": "user", "content": "warm up"}], max_tokens=4)
-        for concurrency in (1, 2, 4):
+        Judge(client).score_many(requests(3)[:1], progress=False)  # warm up: load, first prompt
+        for level, concurrency in enumerate((1, 2, 4)):
+            batch = requests(level)
             judge = Judge(client, concurrency=concurrency)  # no cache: every request reaches the server
             start = time.perf_counter()
-            results = judge.score_many(requests, progress=False)
+            results = judge.score_many(batch, progress=False)
             took = time.perf_counter() - start
             print(
-                f"judge concurrency {concurrency}: {len(requests)} DES requests in {took:5.1f} s = "
-                f"{len(requests) / took:.2f} req/s ({took / len(requests):.2f} s/req), "
+                f"judge concurrency {concurrency}: {len(batch)} DES requests in {took:5.1f} s = "
+                f"{len(batch) / took:.2f} req/s ({took / len(batch):.2f} s/req), "
                 f"{judge.failures} failures, scores {[r.score for r in results]}"
             )
 
