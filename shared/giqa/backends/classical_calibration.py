@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -140,13 +141,29 @@ def calibrate(scenes: int, seed: int, *, progress: bool = True) -> dict[str, Any
     return {"scenes": scenes, "seed": seed, "crops": len(rows), "classes": classes, "training_fit": stats}
 
 
+def _round(value: Any) -> Any:
+    # 7 significant digits: far below the curves' own uncertainty, and the file stays small and diffable
+    if isinstance(value, float):
+        return float(f"{value:.7g}")
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    return value
+
+
+def to_json(data: dict[str, Any]) -> str:
+    """Indented JSON with every flat list on one line."""
+    text = json.dumps(_round(data), indent=1)
+    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
+
+
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.write("\n")
+            handle.write(to_json(data))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
