@@ -125,6 +125,36 @@ def test_missing_images_are_refused_before_any_work(
     assert not (tmp_path / "p").exists()
 
 
+def test_an_unreadable_image_stops_cleanly_and_resume_goes_on(
+    tiny_llava: Path, bench_slice: Path, tmp_path: Path
+) -> None:
+    rows = lines(bench_slice)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    rows[2]["image"] = str(broken)
+    bench = tmp_path / "b.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "p.jsonl"
+    args = [
+        "predict",
+        "--bench",
+        str(bench),
+        "--model",
+        str(tiny_llava),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+    ]
+    result = runner.invoke(app, [*args, "--max-new-tokens", "2", "--quiet"])
+    assert result.exit_code == 2 and f"cannot read the image of {rows[2]['id']}" in result.output
+    assert len(lines(out)) == 2  # the first batch is kept
+    rows[2]["image"] = rows[1]["image"]
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = runner.invoke(app, [*args, "--max-new-tokens", "2", "--quiet", "--resume"])
+    assert result.exit_code == 0 and "10 answered, 2 already" in result.output
+
+
 # ------------------------------------------------------------------- a real OpenAI-compatible vision server
 
 

@@ -99,8 +99,11 @@ def run_predictions(
                 batch = todo[start : start + batch_size]
                 inputs = []
                 for it in batch:
-                    with Image.open(_image_path(bench_file, it)) as img:
-                        inputs.append((img.convert("RGB"), it.question))
+                    try:
+                        with Image.open(_image_path(bench_file, it)) as img:
+                            inputs.append((img.convert("RGB"), it.question))
+                    except OSError as exc:  # answers so far are on disk: --resume goes on after a fix
+                        raise PredictError(f"cannot read the image of {it.id}: {exc}") from exc
                 answers = vlm.answer_batch(inputs, max_new_tokens=max_new_tokens)
                 if len(answers) != len(batch):
                     raise RuntimeError(
