@@ -49,6 +49,7 @@ def compare_chart(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.projections.polar import PolarAxes
 
     axes = _axes()
     series = [(name, chart_values(rep)) for name, rep in reports]
@@ -60,7 +61,9 @@ def compare_chart(
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind == "radar":
         angles = [2 * math.pi * k / len(axes) for k in range(len(axes))]
-        fig, ax = plt.subplots(figsize=(8, 8), subplot_kw={"polar": True})
+        fig = plt.figure(figsize=(8, 8))
+        ax = fig.add_subplot(projection="polar")
+        assert isinstance(ax, PolarAxes)
         for name, vals in series:
             ys = [v or 0.0 for v in vals]
             ax.plot([*angles, angles[0]], [*ys, ys[0]], linewidth=1.8, label=name)
