@@ -13,8 +13,10 @@ Words: ``blurry``, ``out of focus``, ``noisy``, ``grainy``, ``dark``, ``underexp
 ``washed out``, ``low contrast``, ``blocky``, ``pixelated`` … (see ``DEFECT_WORDS``). Positive words are the
 negation of their defects: ``sharp`` = not blur, ``clear`` = not (blur or noise or low contrast or blocky),
 ``well-exposed`` = not (dark or bright) — ``p_yes = min(1 - p_defect)``. Modifiers ("slightly", "very") are
-ignored, "not X" negates, "X and Y" needs both (min). A word it cannot measure ABSTAINS: ``p_yes = 0.5``,
-``abstained=True`` — the IQA-Filter then keeps the box (0.5 >= 0.5), so an unknown word never drops data.
+ignored, "not X" negates, "X and Y" averages the two terms (each measurement is noisy: one weak term lowers
+the answer instead of vetoing it). A word it cannot measure ABSTAINS: ``p_yes = 0.5``, ``abstained=True`` —
+the IQA-Filter then keeps the box (0.5 >= 0.5), so an unknown word never drops data; the unknown words
+are listed in ``detail``.
 """
 
 from __future__ import annotations
