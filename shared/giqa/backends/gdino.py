@@ -19,8 +19,9 @@ per-phrase NMS (``nms_iou``, off when None) and the ``max_detections`` best rema
 Boxes come back normalized to the ORIGINAL image (the model predicts centre/size relative to the unpadded
 image), clipped to [0, 1].
 
-Batching: pairs are grouped by the processed image size, so padding never changes what an image sees and
-batched results equal one-by-one results (see tests/models/test_gdino.py).
+Batching: (image, phrase) pairs are grouped by image size and run ``batch_size`` at a time, so no image is
+ever padded to another's size and batched results equal one-by-one results (tests/models/test_gdino.py).
+Phrases of different token lengths share a batch: text padding is masked by the model.
 """
 
 from __future__ import annotations
