@@ -1,9 +1,9 @@
 """Does the embedded judge separate right answers from wrong ones? Ground truth vs shuffled answers.
 
 Slow (about 3 s per judge call on 2 cores). It asserts only what holds for any judge (valid integer scores,
-nothing failing silently) and reports the separation in the warnings summary: mean score of each side and the AUC (the chance that a
-right answer outscores a wrong one; 0.5 = no separation). SmolLM2-135M measured AUC 0.500: it rates every
-answer 4. The measurement applies to any judge: pass another client (e.g. vLLM serving Llama-3) to it.
+nothing failing silently) and reports the separation in pytest's warnings summary: the mean score of each
+side and the AUC (the chance that a right answer outscores a wrong one; 0.5 = no separation). SmolLM2-135M
+measured AUC 0.500: it rates every answer 4. The measurement applies to any judge client (e.g. vLLM, Llama-3).
 """
 
 from __future__ import annotations
