@@ -17,7 +17,7 @@ from giqa.synth import SynthConfig, generate_scene
 
 pytestmark = pytest.mark.unit
 
-SCENES = 80
+SCENES = 200  # the sample size; ~6 s
 SEED = 2  # the curves were fitted on seed 7000; this sample is unseen
 
 
