@@ -176,17 +176,22 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jitter", type=float, default=0.05, help="box noise, fraction of the box side")
+    parser.add_argument("--p-hard-case", type=float, default=None, help="share of look-alike scenes")
     args = parser.parse_args()
 
     judge = ClassicalJudge()
     double = DetectorDouble(seed=args.seed, jitter=args.jitter)
     scores = {v: Score() for v in VARIANTS}
+    config = SynthConfig() if args.p_hard_case is None else SynthConfig(p_hard_case=args.p_hard_case)
     start = time.perf_counter()
     for index in tqdm(range(args.scenes), desc="scenes"):
-        image, record = generate_scene(args.seed, index, SynthConfig())
+        image, record = generate_scene(args.seed, index, config)
         run_scene(image, record, double, judge, scores)
     elapsed = time.perf_counter() - start
-    print(f"{args.scenes} GIQA-Synth scenes (seed {args.seed}), jitter {args.jitter}, {elapsed:.1f} s")
+    print(
+        f"{args.scenes} GIQA-Synth scenes (seed {args.seed}, p_hard_case {config.p_hard_case}), "
+        f"jitter {args.jitter}, {elapsed:.1f} s"
+    )
     for variant in VARIANTS:
         print(scores[variant].row(variant))
 
