@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from giqa.schemas import Sample, to_llava
-
 YES, NO, OPEN = "yes", "no", "open"
 
 
@@ -110,24 +108,12 @@ class JsonListWriter:
         self.handle.write("\n]\n" if self.count else "]\n")
 
 
-def llava_record(sample: Sample) -> dict[str, Any]:
-    return to_llava(sample).dump()
-
-
-def iter_audit(path: Path) -> Iterator[dict[str, Any]]:
-    """Audit records, the last line per sample key winning (a resumed run re-records retried samples).
-
-    A torn last line (a crash mid-write) is skipped.
-    """
+def scan_audit(path: Path) -> tuple[dict[str, int], dict[str, list[tuple[str, str]]]]:
+    """One cheap pass: the offset of the last complete line per key (a resumed run re-records retried
+    samples; a torn last line is ignored) and each key's VQA ``(id, class)`` index, read from the record's
+    small ``vqa_index`` field without parsing the whole line."""
     last: dict[str, int] = {}
-    with path.open("rb") as handle:
-        offset = 0
-        for line in handle:
-            if line.endswith(b"\n"):
-                key = _key_of(line)
-                if key is not None:
-                    last[key] = offset
-            offset += len(line)
+    index: dict[str, list[tuple[str, str]]] = {}
     with path.open("rb") as handle:
         offset = 0
         for line in handle:
@@ -135,11 +121,36 @@ def iter_audit(path: Path) -> Iterator[dict[str, Any]]:
             offset += len(line)
             if not line.endswith(b"\n"):
                 continue
-            record = json.loads(line)
-            if last.get(record.get("key")) == here:
-                yield record
+            key = _key_of(line)
+            if key is None:
+                continue
+            last[key] = here
+            at = line.find(_VQA_INDEX)
+            if at < 0:
+                index.pop(key, None)
+                continue
+            text = line[at + len(_VQA_INDEX) :].decode("utf-8")
+            index[key] = [(i, c) for i, c in _DECODER.raw_decode(text)[0]]
+    return last, index
 
 
+def iter_audit(path: Path, last: dict[str, int] | None = None) -> Iterator[dict[str, Any]]:
+    """Audit records, the last line per sample key winning (see :func:`scan_audit`)."""
+    last = scan_audit(path)[0] if last is None else last
+    with path.open("rb") as handle:
+        offset = 0
+        for line in handle:
+            here = offset
+            offset += len(line)
+            if not line.endswith(b"\n"):
+                continue
+            key = _key_of(line)
+            if key is not None and last.get(key) == here:
+                yield json.loads(line)
+
+
+_VQA_INDEX = b'"vqa_index": '
+_DECODER = json.JSONDecoder()
 _KEY_FIRST = re.compile(rb'^\{"key": "([^"\\]*)"')
 
 
@@ -157,8 +168,25 @@ def _key_of(line: bytes) -> str | None:
 # ------------------------------------------------------------------------------------------ the export
 
 
-def _samples(record: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    return record.get("des"), list(record.get("vqa_samples") or [])
+def vqa_index(samples: list[dict[str, Any]]) -> list[list[str]]:
+    """``[[id, class], ...]`` of a record's VQA samples: stored in the audit so balancing reads only this."""
+    return [[s["id"], vqa_class(s["qtype"], s["answer"])] for s in samples]
+
+
+def llava_dict(sample: dict[str, Any]) -> dict[str, Any]:
+    """:func:`giqa.schemas.to_llava` of an already validated sample dict, without re-validating it (the
+    export handles 10^5 samples; equality with the pydantic path is a unit test)."""
+    return {
+        "id": sample["id"],
+        "image": sample["image"],
+        "conversations": [
+            {"from": "human", "value": f"<image>\n{sample['question']}"},
+            {"from": "gpt", "value": sample["answer"]},
+        ],
+        "task": sample["task"],
+        "qtype": sample.get("qtype"),
+        "mode": sample.get("mode", "none"),
+    }
 
 
 def export_from_audit(
@@ -170,21 +198,18 @@ def export_from_audit(
     vqa_limit: int | None = None,
 ) -> dict[str, Any]:
     """Write ``train.json``/``val.json`` (LLaVA), ``stats.json``/``stats.md`` (Table 1), ``box_area.png``
-    (Fig. 6) and ``report.json``/``report.md`` from an audit JSONL. Returns the statistics."""
+    (Fig. 6) and ``report.json`` from an audit JSONL. Returns the statistics."""
     from giqa.pipeline.stats import DatasetStats, RunReport
 
-    entries: list[tuple[str, str]] = []
-    for record in iter_audit(audit_path):
-        for vqa in _samples(record)[1]:
-            entries.append((vqa["id"], vqa_class(vqa["qtype"], vqa["answer"])))
-    keep = balance_vqa(entries, seed=seed, limit=vqa_limit)
-    del entries
+    last, index = scan_audit(audit_path)
+    keep = balance_vqa((tuple(e) for entries in index.values() for e in entries), seed=seed, limit=vqa_limit)  # type: ignore[misc]
+    del index
 
     stats, report = DatasetStats(), RunReport()
     paths = {"train": out_dir / "train.json", "val": out_dir / "val.json"}
     with atomic_writer(paths["train"]) as train_handle, atomic_writer(paths["val"]) as val_handle:
         writers = {"train": JsonListWriter(train_handle), "val": JsonListWriter(val_handle)}
-        for record in iter_audit(audit_path):
+        for record in iter_audit(audit_path, last):
             report.add(record)
             if record.get("status") != "ok":
                 continue
@@ -193,14 +218,15 @@ def export_from_audit(
                 raw_areas += [_area(d["box"]) for d in refined.get("raw", [])]
                 refined_areas += [_area(b) for b in refined.get("merged", [])]
             stats.add_areas(raw_areas, refined_areas)
-            des, vqas = _samples(record)
+            des = record.get("des")
             chosen = [des] if des else []
-            chosen += [v for v in vqas if v["id"] in keep]
+            chosen += [v for v in record.get("vqa_samples") or [] if v["id"] in keep]
             for data in chosen:
-                sample = Sample.model_validate(data)
-                split = split_of(sample.image, seed=seed, val_fraction=val_fraction)
-                writers[split].add(llava_record(sample))
-                stats.add_sample(split, sample.image, sample.task, sample.qtype, sample.mode, sample.answer)
+                split = split_of(data["image"], seed=seed, val_fraction=val_fraction)
+                writers[split].add(llava_dict(data))
+                stats.add_sample(
+                    split, data["image"], data["task"], data.get("qtype"), data["mode"], data["answer"]
+                )
         for writer in writers.values():
             writer.close()
 

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from giqa.backends.images import ImageError, load_image
 from giqa.llm.errors import LLMError, LLMUnavailableError
+from giqa.pipeline.export import vqa_index
 from giqa.pipeline.fuse import fuse_traced
 from giqa.pipeline.inputs import InputItem
 from giqa.pipeline.refine import RefineConfig, RefinedTag, refine_tag
@@ -174,6 +175,7 @@ def annotate_sample(
     record["vqa_samples"] = [
         s.model_dump(mode="json") for s in to_samples(item.key, item.image, vqa, done.objects)
     ]
+    record["vqa_index"] = vqa_index(record["vqa_samples"])
     return record
 
 

@@ -158,13 +158,18 @@ def prompt_fingerprint() -> str:
 # ------------------------------------------------------------------------------------------ spans
 
 
-def find_span(text: str, phrase: str, start: int = 0) -> tuple[int, int] | None:
-    """The first word-bounded, case-insensitive occurrence of ``phrase`` (any whitespace between words)."""
+@lru_cache(maxsize=16384)
+def _span_pattern(phrase: str) -> re.Pattern[str] | None:
     tokens = phrase.split()
     if not tokens:
         return None
-    pattern = r"(?<!\w)" + r"\s+".join(re.escape(t) for t in tokens) + r"(?!\w)"
-    match = re.compile(pattern, re.IGNORECASE).search(text, start)
+    return re.compile(r"(?<!\w)" + r"\s+".join(re.escape(t) for t in tokens) + r"(?!\w)", re.IGNORECASE)
+
+
+def find_span(text: str, phrase: str, start: int = 0) -> tuple[int, int] | None:
+    """The first word-bounded, case-insensitive occurrence of ``phrase`` (any whitespace between words)."""
+    pattern = _span_pattern(phrase)
+    match = pattern.search(text, start) if pattern else None
     return (match.start(), match.end()) if match else None
 
 

@@ -20,7 +20,8 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from giqa.boxes import Box
@@ -36,7 +37,7 @@ VQA_SCHEMA: dict[str, Any] = {
     "properties": {
         "qa": {
             "type": "array",
-            "maxItems": 8,
+            "maxItems": 6,
             "items": {
                 "type": "object",
                 "properties": {
@@ -90,8 +91,17 @@ class QAItem:
     grounded_in_answer: bool = False
     corrected: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:  # by hand: dataclasses.asdict deep-copies, 5x slower at scale
+        return {
+            "qtype": self.qtype,
+            "mode": self.mode,
+            "question": self.question,
+            "answer": self.answer,
+            "source": self.source,
+            "about": self.about,
+            "grounded_in_answer": self.grounded_in_answer,
+            "corrected": self.corrected,
+        }
 
 
 @dataclass(slots=True)
@@ -144,22 +154,34 @@ def head_noun(phrase: str) -> str:
     return content[-1] if content else ""
 
 
-def _mentioned(text: str, objects: Sequence[KeyObject]) -> tuple[KeyObject, tuple[int, int]] | None:
-    """The key object a text names: by its full phrase first, else by its head noun if only one has it."""
+@lru_cache(maxsize=2048)
+def _names(
+    objects: tuple[KeyObject, ...],
+) -> tuple[list[tuple[KeyObject, tuple[str, ...]]], list[tuple[str, KeyObject]]]:
+    """How a text may name each object: its phrases (longest first, also without a leading determiner),
+    then the head nouns that only one object has. Cached: every QA pair of a sample asks again."""
+    forms = []
     for obj in sorted(objects, key=lambda o: -len(o.phrase)):
-        span = find_span(text, obj.phrase)
-        if span is None and obj.phrase.split()[0].lower() in lexicon.DETERMINERS:
-            span = find_span(text, obj.phrase.split(maxsplit=1)[1]) if len(obj.phrase.split()) > 1 else None
-        if span:
-            return obj, span
+        words = obj.phrase.split()
+        alt = (" ".join(words[1:]),) if len(words) > 1 and words[0].lower() in lexicon.DETERMINERS else ()
+        forms.append((obj, (obj.phrase, *alt)))
     heads: dict[str, list[KeyObject]] = {}
     for obj in objects:
         if head := head_noun(obj.phrase):
             heads.setdefault(head, []).append(obj)
-    for head, owners in heads.items():
-        span = find_span(text, head)
-        if span and len(owners) == 1:
-            return owners[0], span
+    return forms, [(head, owners[0]) for head, owners in heads.items() if len(owners) == 1]
+
+
+def _mentioned(text: str, objects: Sequence[KeyObject]) -> tuple[KeyObject, tuple[int, int]] | None:
+    """The key object a text names: by its full phrase first, else by its head noun if only one has it."""
+    forms, heads = _names(tuple(objects))
+    for obj, phrases in forms:
+        for phrase in phrases:
+            if span := find_span(text, phrase):
+                return obj, span
+    for head, obj in heads:
+        if span := find_span(text, head):
+            return obj, span
     return None
 
 
@@ -325,7 +347,7 @@ def generate_vqa(
     objects: Sequence[KeyObject],
     rules: VQARules | None = None,
     *,
-    max_tokens: int = 512,
+    max_tokens: int = 384,
 ) -> VQAResult:
     """Ask the LLM for QA about the grounded key objects, then validate and ground (LLMError propagates)."""
     objects = [o for o in objects if o.boxes]

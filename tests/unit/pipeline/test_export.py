@@ -15,10 +15,12 @@ from giqa.pipeline.export import (
     atomic_writer,
     balance_vqa,
     iter_audit,
+    llava_dict,
     split_of,
     vqa_class,
 )
 from giqa.pipeline.stats import DatasetStats, RunReport
+from giqa.schemas import Sample, to_llava
 
 pytestmark = pytest.mark.unit
 
@@ -161,3 +163,30 @@ def test_run_report_counts_drops_and_failures() -> None:
     assert data["failures"] == {"input: empty description": 1}
     assert data["seconds_per_stage"] == {"load": 0.1, "stage1": 1.5}
     assert "Failures:" in report.markdown()
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        Sample(
+            id="a-des",
+            image="i.png",
+            task="des",
+            mode="grounding",
+            question="Q?",
+            answer="The [cat](<1, 22>).",
+        ),
+        Sample(id="a-des", image="i.png", task="des", question="Q?", answer="Plain."),
+        Sample(
+            id="a-v",
+            image="i.png",
+            task="vqa",
+            qtype="yes_no",
+            mode="referring",
+            question="Is it?",
+            answer="No.",
+        ),
+    ],
+)
+def test_llava_dict_equals_the_validated_conversion(sample: Sample) -> None:
+    assert llava_dict(sample.model_dump(mode="json")) == to_llava(sample).dump()
