@@ -117,7 +117,7 @@ def test_higher_box_threshold_never_returns_more(gdino_path: Path, images: list[
     detector = make(gdino_path)
     counts = []
     previous: set[tuple[float, ...]] | None = None
-    for threshold in (0.0, 0.2, 0.5, 0.8, 0.95, 0.999, 1.0):
+    for threshold in (0.0, 0.5, 0.95, 0.999, 1.0):
         detector.box_threshold = threshold
         detections = detector.detect(images[0], ["red circle"])[0]
         assert all(d.score >= threshold for d in detections)
