@@ -88,6 +88,7 @@ class TagRepair:
     before: str
     after: str
     how: str
+    phrase: str = ""  # the (repaired) phrase of the tag this repair belongs to
 
 
 @dataclass(slots=True)
@@ -294,7 +295,7 @@ def validate_tags(description: str, raw_tags: Any, rules: TagRules | None = None
         (start, end), how = located
         span_text = description[start:end]
         if how != "verbatim":
-            result.repairs.append(TagRepair("phrase", phrase, span_text, how))
+            result.repairs.append(TagRepair("phrase", phrase, span_text, how, span_text))
         if len(span_text.split()) > rules.max_phrase_words:
             drop("phrase_too_long", f"{len(span_text.split())} words > {rules.max_phrase_words}", span_text)
             continue
@@ -315,7 +316,9 @@ def validate_tags(description: str, raw_tags: Any, rules: TagRules | None = None
             drop("invalid_effect", f"{effect_in!r}", span_text, quality_out)
             continue
         if word_polarity and rules.fix_effect_from_quality and effect != word_polarity:
-            result.repairs.append(TagRepair("effect", effect_in, word_polarity, "effect_from_quality"))
+            result.repairs.append(
+                TagRepair("effect", effect_in, word_polarity, "effect_from_quality", span_text)
+            )
             effect = word_polarity
         if effect == "no impact" and rules.drop_no_impact:
             drop("no_impact", phrase=span_text, quality=quality_out)
@@ -347,7 +350,7 @@ def _check_quality(
     if near:
         if model_word and find_span(near[0], model_word):
             return model_word
-        result.repairs.append(TagRepair("quality", quality, near[0], "quality_from_sentence"))
+        result.repairs.append(TagRepair("quality", quality, near[0], "quality_from_sentence", phrase))
         return near[0]
     # The sentence holds no quality word (from the lexicon) about the phrase: keep the model's own word
     # only if the sentence says it; otherwise the description says nothing of this object's quality.
