@@ -131,3 +131,11 @@ def test_tags_command_prints_validated_tags(llm_server) -> None:
 def test_annotate_refuses_to_invent_boxes(workspace: dict[str, Path]) -> None:
     done = giqa("annotate", "--images", str(workspace["images"]), "--out", str(workspace["root"] / "x"))
     assert done.returncode == 2 and "--detector PATH" in done.stderr
+
+
+def test_dead_llm_url_is_refused_up_front() -> None:
+    from giqa.llm.server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    done = giqa("tags", "--description", "The red circle is blurry.", "--llm-url", dead)
+    assert done.returncode == 2 and "does not answer" in done.stderr

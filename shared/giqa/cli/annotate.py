@@ -33,6 +33,10 @@ def chat_llm(settings: Settings, url: str | None) -> Iterator[Any]:
 
     if url or settings.llm.url:
         client = OpenAIChatClient.from_settings(settings.llm, url=url)
+        health = client.health()
+        if not health.ok:  # refuse up front rather than fail every sample after its retries
+            client.close()
+            raise _fail(f"the LLM server does not answer: {health.detail}")
         try:
             yield client
         finally:
