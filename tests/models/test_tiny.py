@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,28 +21,28 @@ GROUNDED = (
 
 
 @pytest.fixture(scope="module")
-def tokenizer():  # noqa: ANN201
+def tokenizer() -> Any:
     return build_tokenizer()
 
 
-def test_grounded_text_round_trips_exactly(tokenizer) -> None:  # noqa: ANN001
+def test_grounded_text_round_trips_exactly(tokenizer: Any) -> None:
     ids = tokenizer(GROUNDED)["input_ids"]
     assert tokenizer.decode(ids) == GROUNDED
     assert tokenizer.unk_token_id not in ids
 
 
 @pytest.mark.parametrize("index", [0, 7, 35, 199, 319, 399])
-def test_every_grid_index_is_one_token(tokenizer, index: int) -> None:  # noqa: ANN001
+def test_every_grid_index_is_one_token(tokenizer: Any, index: int) -> None:
     for text in (str(index), f" {index}"):
         assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) == 1
 
 
-def test_all_400_indices_have_their_own_tokens(tokenizer) -> None:  # noqa: ANN001
+def test_all_400_indices_have_their_own_tokens(tokenizer: Any) -> None:
     ids = {tokenizer.convert_tokens_to_ids(str(i)) for i in range(400)}
     assert len(ids) == 400 and tokenizer.unk_token_id not in ids
 
 
-def test_punctuation_yes_no_and_image_token(tokenizer) -> None:  # noqa: ANN001
+def test_punctuation_yes_no_and_image_token(tokenizer: Any) -> None:
     tokens = tokenizer.convert_ids_to_tokens(
         tokenizer("[a](<1, 2>), Yes No", add_special_tokens=False)["input_ids"]
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -30,7 +32,9 @@ box_lists = st.lists(boxes(), min_size=0, max_size=5)
 
 @settings(max_examples=150, deadline=None)
 @given(box_lists, box_lists, st.randoms(use_true_random=False))
-def test_miou_is_bounded_one_to_one_and_order_free(gt: list[Box], pred: list[Box], rnd) -> None:  # noqa: ANN001
+def test_miou_is_bounded_one_to_one_and_order_free(
+    gt: list[Box], pred: list[Box], rnd: random.Random
+) -> None:
     m = match_boxes(gt, pred)
     assert len(m.ious) == len(gt) and all(0.0 <= v <= 1.0 + 1e-12 for v in m.ious)
     used = [j for j in m.matched if j is not None]
