@@ -83,7 +83,7 @@ def assemble(
     """Stage 3 per tag (IQA-Filter + Box-Merge), Stage 4 fusion, the DES sample (pure over the judge)."""
     rules = config.vqa_rules
     refined = [
-        refine_tag(image, tag, found, judge, config.refine)  # type: ignore[arg-type]
+        refine_tag(image, tag, found, judge, config.refine)
         for tag, found in zip(tags, detections, strict=True)
     ]
     grounded = [(r.tag.phrase, r.merged) for r in refined if r.merged]
