@@ -1,8 +1,9 @@
 """Stage 1 with the embedded LLM on GIQA-Synth descriptions: tag precision/recall against ground truth.
 
 One before/after table: the model's raw output (free JSON, no checks) against the same output validated
-and repaired, the candidate-constrained schema (raw and validated) and, as a reference, the rules alone
-(candidate chunks + lexicon, no LLM). Matching, one-to-one and greedy:
+and repaired, the candidate-constrained schema over the whole description and per sentence (raw and
+validated) and, as a reference, the rules alone (candidate chunks + lexicon, no LLM).
+Matching, one-to-one and greedy:
 - phrase: the character spans of predicted and true phrase in the description overlap with IoU >= 0.5
   (a predicted phrase that is not in the description matches nothing);
 - quality: the predicted quality words share a word with the true ones ("grainy" ~ "too dark and grainy").
@@ -25,7 +26,7 @@ from giqa.llm import LLMError, OpenAIChatClient
 from giqa.llm.server import EmbeddedLLMServer
 from giqa.pipeline import lexicon
 from giqa.pipeline.candidates import candidates
-from giqa.pipeline.tags import stage1_request, validate_tags
+from giqa.pipeline.tags import stage1_requests, validate_tags
 from giqa.synth import SceneRecord, generate_scene
 
 Pred = list[tuple[str, str]]
@@ -87,17 +88,18 @@ def rules_only(description: str) -> Pred:
 
 
 def run_llm(client: OpenAIChatClient, records: list[SceneRecord], mode: str, few_shot: bool) -> list[Any]:
-    """One variant over all records, one request at a time so llama.cpp reuses the shared prompt prefix."""
+    """One variant over all records, one request at a time (llama.cpp reuses the shared prompt prefix)."""
     answers: list[Any] = []
     for record in tqdm(records, desc=f"{mode} few_shot={few_shot}", file=sys.stderr):
-        request = stage1_request(record.description, mode=mode, few_shot=few_shot)
-        if request is None:
-            answers.append({"tags": []})
-            continue
+        tags: list[Any] = []
         try:
-            answers.append(client.chat_json(request[0], request[1], max_tokens=320))
+            for messages, schema in stage1_requests(record.description, mode=mode, few_shot=few_shot):
+                answer = client.chat_json(messages, schema, max_tokens=320)
+                tags.extend(answer.get("tags", []) if isinstance(answer, dict) else [])
         except LLMError as exc:
             answers.append({"error": str(exc)[:200]})
+            continue
+        answers.append({"tags": tags})
     return answers
 
 
@@ -143,6 +145,7 @@ def main() -> None:
         variants = [
             ("free few-shot", "free", True),
             ("constrained few-shot", "constrained", True),
+            ("constrained per sentence, few-shot (default)", "sentences", True),
         ]
         for label, mode, few_shot in variants:
             started = time.perf_counter()

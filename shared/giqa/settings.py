@@ -71,15 +71,15 @@ class PipelineSettings(BaseModel):
 class AnnotateSettings(BaseModel):
     """``giqa annotate``: Stage 1, VQA generation and the export (Stages 2–4 are the ``pipeline`` section)."""
 
-    stage1_mode: Literal["constrained", "free"] = Field(
-        "constrained", description="constrained: phrases/quality words limited to the description's spans"
+    stage1_mode: Literal["sentences", "constrained", "free"] = Field(
+        "sentences", description="sentences/constrained: phrases and quality words limited to the text"
     )
     stage1_few_shot: bool = Field(True, description="worked examples in the Stage-1 prompt")
     tag_repair_threshold: float = Field(0.8, ge=0, le=1, description="difflib ratio for repairing a phrase")
     max_tags: int = Field(8, ge=1, description="tags kept per description")
     vqa_template_fill: bool = Field(True, description="fill short Yes/No/open kinds from tag templates")
     vqa_max_answer_words: int = Field(5, ge=1, description="open answers longer than this are dropped")
-    vqa_limit: int | None = Field(None, ge=0, description="balanced VQA total to keep (None: as many as balance)")
+    vqa_limit: int | None = Field(None, ge=0, description="balanced VQA total to keep (None: all)")
     val_fraction: float = Field(0.05, ge=0, lt=1, description="share of images in the val split")
     seed: int = Field(0, description="DES question draw, VQA balancing and split")
     max_description_chars: int = Field(4000, ge=1, description="longer descriptions are refused")

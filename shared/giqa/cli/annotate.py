@@ -169,7 +169,8 @@ def tags(
         typer.Option("--llm-url", help="OpenAI-compatible /v1 URL (default: settings, else embedded)"),
     ] = None,
     mode: Annotated[
-        Literal["constrained", "free"] | None, typer.Option("--mode", help="Stage-1 mode (default: settings)")
+        Literal["sentences", "constrained", "free"] | None,
+        typer.Option("--mode", help="Stage-1 mode (default: settings)"),
     ] = None,
 ) -> None:
     """Stage 1 alone: print the tags, the drops and the repairs (with reasons) as JSON."""

@@ -47,7 +47,7 @@ class AnnotateConfig:
     tag_rules: TagRules = field(default_factory=TagRules)
     vqa_rules: VQARules = field(default_factory=VQARules)
     refine: RefineConfig = field(default_factory=RefineConfig)
-    stage1_mode: str = "constrained"
+    stage1_mode: str = "sentences"
     stage1_few_shot: bool = True
     seed: int = 0
     max_image_pixels: int = 40_000_000

@@ -357,18 +357,36 @@ def _check_quality(
     return model_word
 
 
+STAGE1_MODES = ("sentences", "constrained", "free")
+
+
 def stage1_request(
     description: str, *, mode: str = "constrained", few_shot: bool = True
 ) -> tuple[list[Message], dict[str, Any]] | None:
-    """(messages, schema) of the Stage-1 call; None when constrained mode finds no candidate phrase."""
+    """(messages, schema) of one Stage-1 call; None when constrained mode finds no candidate phrase."""
     if mode == "free":
         return tags_messages(description, few_shot=few_shot), TAGS_SCHEMA
     if mode != "constrained":
-        raise ValueError(f"unknown Stage-1 mode {mode!r}; expected 'constrained' or 'free'")
+        raise ValueError(f"unknown Stage-1 request mode {mode!r}; expected 'constrained' or 'free'")
     found = candidates(description)
     if not found.phrases:
         return None
     return tags_messages(description, few_shot=few_shot, listed=True), constrained_schema(found)
+
+
+def stage1_requests(
+    description: str, *, mode: str = "sentences", few_shot: bool = True
+) -> list[tuple[list[Message], dict[str, Any]]]:
+    """Every Stage-1 call for a description: one per sentence that has a candidate ("sentences"), or one
+    for the whole text ("constrained", "free")."""
+    if mode not in STAGE1_MODES:
+        raise ValueError(f"unknown Stage-1 mode {mode!r}; expected one of {STAGE1_MODES}")
+    if mode == "sentences":
+        parts = [m.group(0).strip() for m in _SENTENCE.finditer(description) if m.group(0).strip()]
+        requests = [stage1_request(part, mode="constrained", few_shot=few_shot) for part in parts]
+    else:
+        requests = [stage1_request(description, mode=mode, few_shot=few_shot)]
+    return [r for r in requests if r is not None]
 
 
 def extract_tags(
@@ -376,19 +394,28 @@ def extract_tags(
     description: str,
     rules: TagRules | None = None,
     *,
-    mode: str = "constrained",
+    mode: str = "sentences",
     few_shot: bool = True,
     max_tokens: int = 384,
 ) -> Stage1Result:
     """Stage 1 for one description: ask the LLM (schema-constrained), then validate (LLMError propagates).
 
-    ``mode="constrained"`` limits phrases and quality words to the description's candidate spans (the
-    default: a small model cannot copy spans on its own); ``"free"`` lets a strong model choose any text.
+    Modes: ``"sentences"`` (default) asks once per sentence, with phrases and quality words limited to
+    that sentence's candidate spans — measured best for the 135M embedded model, which lists only about
+    half the objects when given the whole text; ``"constrained"`` asks once with the whole description's
+    candidates; ``"free"`` lets a strong model (Llama-3-8B on vLLM) write any text, validated all the same.
+    Validation always runs against the whole description.
     """
     if not description or not description.strip():
         raise ValueError("Stage 1 needs a non-empty description")
-    request = stage1_request(description, mode=mode, few_shot=few_shot)
-    if request is None:
+    requests = stage1_requests(description, mode=mode, few_shot=few_shot)
+    if not requests:
         return Stage1Result(tags=[], drops=[TagDrop("", "", "", "no_candidates", "no noun chunk found")])
-    answer = llm.chat_json(request[0], request[1], max_tokens=max_tokens)
-    return validate_tags(description, answer.get("tags") if isinstance(answer, dict) else answer, rules)
+    raw: list[Any] = []
+    for messages, schema in requests:
+        answer = llm.chat_json(messages, schema, max_tokens=max_tokens)
+        found = answer.get("tags") if isinstance(answer, dict) else answer
+        if not isinstance(found, list):
+            return validate_tags(description, found, rules)  # records the malformed answer
+        raw.extend(found)
+    return validate_tags(description, raw, rules)

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.unit
 
 
 class ScriptedLLM:
-    """Answers Stage 1 with the scene's true tags and VQA with one question; fails on cue words."""
+    """Answers Stage 1 with the true tags of the asked sentence and VQA with one question; fails on cue
+    words."""
 
     model_name = "scripted"
 
@@ -50,9 +51,9 @@ class ScriptedLLM:
             raise LLMOutputError("chat_json: no valid answer in 3 tries; last problem: not JSON", raw="<<")
         if "DOWN" in text:
             raise LLMUnavailableError("chat_json: http://x/v1 failed 3 times; last error: ConnectError")
-        record = self.by_description[text]
-        if schema["title"] == "quality_tags":
-            return {"tags": [t.model_dump() for t in record.tags]}
+        record = next(r for d, r in self.by_description.items() if text in d)
+        if schema["title"] == "quality_tags":  # Stage 1 asks sentence by sentence
+            return {"tags": [t.model_dump() for t in record.tags if t.phrase.lower() in text.lower()]}
         if "VQAFAIL" in record.description:
             raise LLMOutputError("vqa garbage")
         first = record.tags[0]
@@ -117,7 +118,7 @@ def test_run_export_and_audit(tmp_path: Path, world: tuple[Path, dict[str, Scene
         {"image": "images/corrupt.png", "description": first.description},
         {"image": first.image, "description": ""},
         {"image": "images/missing.png", "description": first.description},
-        {"image": first.image, "description": first.description + " GARBAGE"},
+        {"image": first.image, "description": first.description + " The GARBAGE circle is blurry."},
     ]
     counts = run(tmp_path / "out", world, write_inputs(tmp_path / "in.jsonl", world, extra))
     assert counts == {"processed": 10, "skipped": 0, "failed": 4}

@@ -7,7 +7,7 @@ import pytest
 from giqa.llm.jsonout import JSONOutputError, validate
 from giqa.pipeline import lexicon
 from giqa.pipeline.candidates import candidates, phrase_candidates, quality_candidates
-from giqa.pipeline.tags import constrained_schema, stage1_request
+from giqa.pipeline.tags import constrained_schema, stage1_request, stage1_requests
 
 pytestmark = pytest.mark.unit
 
@@ -93,5 +93,19 @@ def test_stage1_request_modes() -> None:
     free = stage1_request(description, mode="free")
     assert free is not None and "Candidate" not in free[0][-1]["content"]
     assert stage1_request("The image is blurry.", mode="constrained") is None
-    with pytest.raises(ValueError, match="unknown Stage-1 mode"):
+    with pytest.raises(ValueError, match="unknown Stage-1 request mode"):
         stage1_request(description, mode="magic")
+
+
+def test_stage1_requests_per_sentence() -> None:
+    description = "The image is good. The red circle is blurry! The blue square is sharp? Nothing else."
+    requests = stage1_requests(description, mode="sentences")
+    assert [r[1]["properties"]["tags"]["items"]["properties"]["phrase"]["enum"] for r in requests] == [
+        ["red circle"],
+        ["blue square"],
+    ]
+    assert requests[0][0][-1]["content"].startswith("Description: The red circle is blurry!")
+    assert len(stage1_requests(description, mode="constrained")) == 1
+    assert stage1_requests("The image is fine.", mode="sentences") == []
+    with pytest.raises(ValueError, match="unknown Stage-1 mode"):
+        stage1_requests(description, mode="magic")
