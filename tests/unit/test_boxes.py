@@ -3,10 +3,10 @@ import math
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from giqa import boxes as B
 from giqa.boxes import Box, BoxError
+from strategies import boxes
 
 pytestmark = pytest.mark.unit
 
@@ -142,16 +142,6 @@ def test_iou_matrix_matches_pairwise_iou_and_handles_empty():
             assert m[i, j] == pytest.approx(B.iou(x, y))
     assert B.iou_matrix([], b).shape == (0, 2)
     assert B.iou_matrix(a, np.zeros((0, 4))).shape == (3, 0)
-
-
-unit = st.floats(0, 1, allow_nan=False)
-
-
-@st.composite
-def boxes(draw):
-    x1, x2 = sorted((draw(unit), draw(unit)))
-    y1, y2 = sorted((draw(unit), draw(unit)))
-    return Box(x1, y1, x2, y2)
 
 
 @given(boxes(), boxes())

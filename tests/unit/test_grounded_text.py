@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 from giqa import grounded_text as gt
 from giqa.boxes import Box
 from giqa.grid import decode_box
+from strategies import boxes
 
 pytestmark = pytest.mark.unit
 
@@ -141,14 +142,6 @@ phrases = (
 plain = st.text(
     alphabet=st.characters(blacklist_characters="[]()<>", blacklist_categories=("Cs",)), max_size=30
 )
-unit = st.floats(0, 1, allow_nan=False)
-
-
-@st.composite
-def boxes(draw):
-    x1, x2 = sorted((draw(unit), draw(unit)))
-    y1, y2 = sorted((draw(unit), draw(unit)))
-    return Box(x1, y1, x2, y2)
 
 
 @st.composite

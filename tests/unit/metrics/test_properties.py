@@ -14,18 +14,9 @@ from giqa.grid import decode_box, encode_box, format_grid
 from giqa.grounded_text import parse_text
 from giqa.metrics.grounding import match_boxes, match_tags
 from giqa.metrics.text import yes_no_word
+from strategies import boxes
 
 pytestmark = pytest.mark.unit
-
-coord = st.floats(0.0, 1.0, allow_nan=False)
-
-
-@st.composite
-def boxes(draw: st.DrawFn) -> Box:
-    x1, x2 = sorted((draw(coord), draw(coord)))
-    y1, y2 = sorted((draw(coord), draw(coord)))
-    return Box(x1, y1, x2, y2)
-
 
 box_lists = st.lists(boxes(), min_size=0, max_size=5)
 

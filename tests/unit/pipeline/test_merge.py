@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from giqa.boxes import Box, BoxError, coverage
 from giqa.pipeline import merge_boxes
 from giqa.pipeline.merge import merge_boxes_traced, merge_rule
+from strategies import boxes
 
 pytestmark = pytest.mark.unit
 
@@ -147,17 +148,8 @@ def test_accepts_box_objects_and_rejects_bad_input() -> None:
 
 # ------------------------------------------------------------------------------------------- properties
 
-coord = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
-
-
-@st.composite
-def boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
-    x1, x2 = sorted((draw(coord), draw(coord)))
-    y1, y2 = sorted((draw(coord), draw(coord)))
-    return (x1, y1, x2, y2)
-
-
-box_lists = st.lists(boxes(), max_size=8)
+# tuples, as outside callers pass them
+box_lists = st.lists(boxes().map(Box.as_tuple), max_size=8)
 
 
 def _inside(inner: Box, outer: Box) -> bool:
