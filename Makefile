@@ -18,7 +18,8 @@ install: $(BIN)/python
 demo: install
 	$(BIN)/giqa synth bench --seed 0 --out $(OUT)/bench
 	$(BIN)/giqa synth scenes --n 200 --seed 0 --out $(OUT)/scenes
-	$(BIN)/giqa synth preview $(OUT)/bench --out $(OUT)/bench/preview.html
+	$(BIN)/giqa synth export $(OUT)/scenes --out $(OUT)/scenes/llava.json
+	$(BIN)/giqa synth preview $(OUT)/bench --out $(OUT)/bench/preview.html --png $(OUT)/bench/sheet.png
 	@echo "open $(OUT)/bench/preview.html to check the ground truth by eye"
 
 services:
