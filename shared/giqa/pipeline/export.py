@@ -114,39 +114,38 @@ def scan_audit(path: Path) -> tuple[dict[str, int], dict[str, list[tuple[str, st
     small ``vqa_index`` field without parsing the whole line."""
     last: dict[str, int] = {}
     index: dict[str, list[tuple[str, str]]] = {}
-    with path.open("rb") as handle:
-        offset = 0
-        for line in handle:
-            here = offset
-            offset += len(line)
-            if not line.endswith(b"\n"):
-                continue
-            key = _key_of(line)
-            if key is None:
-                continue
-            last[key] = here
-            at = line.find(_VQA_INDEX)
-            if at < 0:
-                index.pop(key, None)
-                continue
-            text = line[at + len(_VQA_INDEX) :].decode("utf-8")
-            index[key] = [(i, c) for i, c in _DECODER.raw_decode(text)[0]]
+    for here, line in _complete_lines(path):
+        key = _key_of(line)
+        if key is None:
+            continue
+        last[key] = here
+        at = line.find(_VQA_INDEX)
+        if at < 0:
+            index.pop(key, None)
+            continue
+        text = line[at + len(_VQA_INDEX) :].decode("utf-8")
+        index[key] = [(i, c) for i, c in _DECODER.raw_decode(text)[0]]
     return last, index
 
 
 def iter_audit(path: Path, last: dict[str, int] | None = None) -> Iterator[dict[str, Any]]:
     """Audit records, the last line per sample key winning (see :func:`scan_audit`)."""
     last = scan_audit(path)[0] if last is None else last
+    for here, line in _complete_lines(path):
+        key = _key_of(line)
+        if key is not None and last.get(key) == here:
+            yield json.loads(line)
+
+
+def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(byte offset, line) of every newline-terminated line; a torn last line is skipped."""
     with path.open("rb") as handle:
         offset = 0
         for line in handle:
             here = offset
             offset += len(line)
-            if not line.endswith(b"\n"):
-                continue
-            key = _key_of(line)
-            if key is not None and last.get(key) == here:
-                yield json.loads(line)
+            if line.endswith(b"\n"):
+                yield here, line
 
 
 _VQA_INDEX = b'"vqa_index": '
