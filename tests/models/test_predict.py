@@ -8,7 +8,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from giqa.cli import app
 from giqa.predict.runner import PredictError, run_predictions
+from http_servers import JoinedHTTPServer
 
 pytestmark = pytest.mark.models
 
@@ -198,7 +199,7 @@ class _VisionHandler(BaseHTTPRequestHandler):
 @pytest.fixture()
 def vision_server() -> Iterator[str]:
     _VisionHandler.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _VisionHandler)
+    server = JoinedHTTPServer(("127.0.0.1", 0), _VisionHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -26,6 +26,7 @@ from giqa.llm import (
 from giqa.llm.server import free_port
 from giqa.ports import ChatLLM
 from giqa.settings import LLMSettings
+from http_servers import JoinedHTTPServer
 
 pytestmark = pytest.mark.unit
 
@@ -84,7 +85,7 @@ class Scripted:
                 status, body = reply(payload) if callable(reply) else reply
                 self._send(status, body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = JoinedHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
 
