@@ -55,9 +55,9 @@ def load_llava(path: str | Path, *, device: str = "cpu", dtype: str | None = Non
     arch = detect_arch(path)
     cls = LlavaNextForConditionalGeneration if arch == "llava_next" else LlavaForConditionalGeneration
     torch_dtype = getattr(torch, dtype) if dtype else None
-    model: Any = cls.from_pretrained(path, dtype=torch_dtype)
+    model: Any = cls.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
     model = model.to(torch.device(device)).eval()
-    processor = AutoProcessor.from_pretrained(path)
+    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
     processor.tokenizer.padding_side = "left"  # batched generation continues every row at its end
     if processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
