@@ -29,8 +29,15 @@ def make_judge(cfg: PipelineSettings, *, backend: str | None = None, model: Path
     raise JudgeConfigError(f"unknown judge backend {name!r}; expected 'classical' or 'qinstruct'")
 
 
-def make_detector(cfg: PipelineSettings, *, model: Path | None = None) -> Any:
-    """The configured :class:`giqa.ports.Detector` (Grounding DINO from a local folder)."""
+def make_detector(
+    cfg: PipelineSettings,
+    *,
+    model: Path | None = None,
+    box_threshold: float | None = None,
+    text_threshold: float | None = None,
+) -> Any:
+    """The configured :class:`giqa.ports.Detector` (Grounding DINO from a local folder); the keyword
+    arguments, when given, override the settings."""
     path = model or cfg.detector_model
     if path is None:
         raise JudgeConfigError("the detector needs a model: --model or GIQA_PIPELINE__DETECTOR_MODEL")
@@ -38,8 +45,8 @@ def make_detector(cfg: PipelineSettings, *, model: Path | None = None) -> Any:
 
     return GroundingDinoDetector(
         path,
-        box_threshold=cfg.box_threshold,
-        text_threshold=cfg.text_threshold,
+        box_threshold=cfg.box_threshold if box_threshold is None else box_threshold,
+        text_threshold=cfg.text_threshold if text_threshold is None else text_threshold,
         nms_iou=cfg.detector_nms_iou,
         max_detections=cfg.max_detections,
         batch_size=cfg.detector_batch_size,

@@ -54,17 +54,12 @@ def detect(
         img = load_image(image, cfg.max_image_pixels)
     except ImageError as exc:
         raise _fail(str(exc)) from None
-    from giqa.backends.gdino import GroundingDinoDetector, detections_to_json
+    from giqa.backends.factory import make_detector
+    from giqa.backends.gdino import detections_to_json
 
     try:
-        detector = GroundingDinoDetector(
-            model_path,
-            box_threshold=cfg.box_threshold if threshold is None else threshold,
-            text_threshold=cfg.text_threshold if text_threshold is None else text_threshold,
-            nms_iou=cfg.detector_nms_iou,
-            max_detections=cfg.max_detections,
-            batch_size=cfg.detector_batch_size,
-            device=cfg.device,
+        detector = make_detector(
+            cfg, model=model_path, box_threshold=threshold, text_threshold=text_threshold
         )
     except (FileNotFoundError, OSError, ValueError) as exc:
         raise _fail(f"cannot load the detector: {exc}") from None
