@@ -94,14 +94,22 @@ def bench(
 def export(
     directory: Path = typer.Argument(..., help="a scenes folder written by 'giqa synth scenes'"),
     out: Path = typer.Option(..., "--out", help="LLaVA training JSON to write (a list of conversations)"),
+    yes_no_style: str = typer.Option(
+        "plain",
+        "--yes-no-style",
+        help="plain: the paper's 'Yes.'/'No.'; restate: say what the region is like, then the verdict "
+        "('The red circle is noisy. No.'), a denser signal for small models",
+    ),
 ) -> None:
     """Export a scenes folder as LLaVA conversation records (one DES sample + the VQA items per scene)."""
-    from giqa.synth.export import write_llava
+    from giqa.synth.export import YES_NO_STYLES, write_llava
 
     if not directory.is_dir():
         _fail(f"{directory} is not a directory")
+    if yes_no_style not in YES_NO_STYLES:
+        _fail(f"--yes-no-style must be one of {', '.join(YES_NO_STYLES)}, got {yes_no_style!r}")
     try:
-        path, count = write_llava(directory, out)
+        path, count = write_llava(directory, out, yes_no_style=yes_no_style)  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"wrote {count} samples to {path}")

@@ -10,13 +10,49 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from typing import Literal
+
 from giqa.schemas import GroundedObject, Sample, to_llava
-from giqa.synth.schema import SceneRecord
+from giqa.synth.schema import SceneRecord, SynthQA
+from giqa.synth.words import CLAIMS, POSITIVE_WORDS
 from giqa.synth.writer import atomic_write_bytes, read_scenes
 
+YesNoStyle = Literal["plain", "restate"]
+YES_NO_STYLES: tuple[YesNoStyle, ...] = ("plain", "restate")
+_CLAIM_WORDS = sorted([*CLAIMS.values(), *POSITIVE_WORDS], key=len, reverse=True)
 
-def to_samples(record: SceneRecord) -> list[Sample]:
-    """The scene's DES sample (objects: its key objects with quality and effect) and VQA samples."""
+
+def restated_answer(record: SceneRecord, qa: SynthQA) -> str:
+    """A Yes/No answer that first says what the region is like, then the verdict.
+
+    ``"The red circle is noisy. No."`` for "Is the [red circle](<..>) blurry?"; for "Is any object ...
+    blurry?" the holders are named (``"The blue square is blurry. Yes."``) or ``"Nothing is blurry. No."``.
+    **(decided)** A training-data option for small models: a one-token verdict gives almost no gradient for
+    binding the referred box to the image, while the restatement is what a description already teaches, and
+    the verdict becomes a comparison of two words in context. Acc(Y) reads the first standalone yes/no word,
+    which the restatement never contains, so the bench's "Yes."/"No." answers score it unchanged.
+    """
+    if qa.qtype != "yes_no":
+        return qa.answer
+    verdict = qa.answer
+    objects = {o.id: o for o in record.objects}
+    if qa.question.startswith(("Is any ", "Do any ")):
+        claim = next((c for c in _CLAIM_WORDS if qa.question.endswith(f" {c}?")), "degraded")
+        if not qa.about:
+            return f"Nothing is {claim}. {verdict}"
+        names = " and the ".join(objects[i].phrase for i in qa.about)
+        return f"The {names} {'are' if len(qa.about) > 1 else 'is'} {claim}. {verdict}"
+    obj = objects[qa.about[0]]
+    state = " and ".join(CLAIMS[d.kind] for d in obj.degradations) or "clean"
+    return f"The {obj.phrase} is {state}. {verdict}"
+
+
+def to_samples(record: SceneRecord, *, yes_no_style: YesNoStyle = "plain") -> list[Sample]:
+    """The scene's DES sample (objects: its key objects with quality and effect) and VQA samples.
+
+    ``yes_no_style="restate"``: Yes/No answers say what the region is like before the verdict
+    (:func:`restated_answer`); ``"plain"`` keeps the paper's "Yes."/"No.".
+    """
     key = {o.phrase: o for o in record.objects if o.mentioned}
     des = Sample(
         id=f"{record.id}-des",
@@ -38,7 +74,7 @@ def to_samples(record: SceneRecord) -> list[Sample]:
             qtype=q.qtype,
             mode=q.mode,
             question=q.question,
-            answer=q.answer,
+            answer=restated_answer(record, q) if yes_no_style == "restate" else q.answer,
             objects=[GroundedObject(phrase=o.phrase, boxes=[o.box]) for o in q.objects],
         )
         for k, q in enumerate(record.vqa)
@@ -46,14 +82,20 @@ def to_samples(record: SceneRecord) -> list[Sample]:
     return [des, *vqa]
 
 
-def llava_rows(records: Iterable[SceneRecord]) -> list[dict]:
-    return [to_llava(sample).dump() for record in records for sample in to_samples(record)]
+def llava_rows(records: Iterable[SceneRecord], *, yes_no_style: YesNoStyle = "plain") -> list[dict]:
+    return [
+        to_llava(sample).dump()
+        for record in records
+        for sample in to_samples(record, yes_no_style=yes_no_style)
+    ]
 
 
-def write_llava(scenes: str | Path, out: str | Path) -> tuple[Path, int]:
+def write_llava(
+    scenes: str | Path, out: str | Path, *, yes_no_style: YesNoStyle = "plain"
+) -> tuple[Path, int]:
     """LLaVA training JSON for a scenes folder (or its annotations.jsonl); image paths stay relative
     to the scenes folder, so write it there or pass the folder as the training script's image root."""
-    rows = llava_rows(read_scenes(scenes))
+    rows = llava_rows(read_scenes(scenes), yes_no_style=yes_no_style)
     path = Path(out)
     atomic_write_bytes(path, (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     return path, len(rows)

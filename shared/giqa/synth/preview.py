@@ -7,38 +7,18 @@ the description, the grounded answer and the QA items.
 
 from __future__ import annotations
 
-import base64
-import html
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from giqa.cards import Box, Card, render_page
 from giqa.grounded_text import parse
 from giqa.synth.bench import BENCH_FILE, read_bench
 from giqa.synth.writer import ANNOTATIONS, atomic_write_bytes, png_bytes, read_scenes
 
 _COLOURS = {"degraded": "#ff2d55", "twin_degraded": "#ff2d55", "twin_clean": "#00c7be", "clean": "#34c759"}
 _ANSWER_BOX = "#ffcc00"
-
-
-@dataclass
-class Box:
-    box: list[float]
-    label: str
-    colour: str
-    dashed: bool = False
-
-
-@dataclass
-class Card:
-    """One image with what to draw on it and what to print beside it."""
-
-    image: str
-    title: str
-    boxes: list[Box] = field(default_factory=list)
-    texts: list[tuple[str, str]] = field(default_factory=list)  # (heading, body)
 
 
 def cards_from_scenes(path: Path) -> list[Card]:
@@ -93,52 +73,15 @@ def load_cards(directory: Path) -> list[Card]:
     raise FileNotFoundError(f"{directory} holds neither {ANNOTATIONS} nor {BENCH_FILE}")
 
 
-def _svg(card: Card, width: int, height: int, scale: int) -> str:
-    shapes = []
-    for b in card.boxes:
-        x1, y1, x2, y2 = (v * (width if i % 2 == 0 else height) * scale for i, v in enumerate(b.box))
-        dash = ' stroke-dasharray="4 3"' if b.dashed else ""
-        label = html.escape(b.label)
-        shapes.append(
-            f'<rect x="{x1:.1f}" y="{y1:.1f}" width="{x2 - x1:.1f}" height="{y2 - y1:.1f}" fill="none" '
-            f'stroke="{b.colour}" stroke-width="2"{dash}><title>{label}</title></rect>'
-            f'<text x="{x1 + 2:.1f}" y="{y1 + 11:.1f}" fill="{b.colour}" font-size="10" '
-            f'stroke="black" stroke-width="0.3">{label.split(":")[0]}</text>'
-        )
-    return "".join(shapes)
-
-
 def render_html(directory: Path, limit: int | None = None, scale: int = 3) -> str:
     cards = load_cards(directory)[:limit]
-    blocks = []
-    for card in cards:
-        image_path = directory / card.image
-        with Image.open(image_path) as img:
-            width, height = img.size
-        data = base64.b64encode(image_path.read_bytes()).decode("ascii")
-        w, h = width * scale, height * scale
-        legend = "".join(f'<li style="color:{b.colour}">{html.escape(b.label)}</li>' for b in card.boxes)
-        texts = "".join(
-            f"<p><b>{html.escape(head)}</b><br>{html.escape(body)}</p>" for head, body in card.texts
-        )
-        blocks.append(
-            f'<section><h3>{html.escape(card.title)}</h3><div class="row">'
-            f'<svg width="{w}" height="{h}" viewBox="0 0 {w} {h}">'
-            f'<image href="data:image/png;base64,{data}" width="{w}" height="{h}" '
-            f'style="image-rendering:pixelated"/>{_svg(card, width, height, scale)}</svg>'
-            f'<div class="text"><ul>{legend}</ul>{texts}</div></div></section>'
-        )
-    style = (
-        "body{font-family:sans-serif;background:#222;color:#eee;margin:1em}"
-        "section{border-top:1px solid #555;padding:.5em 0}.row{display:flex;gap:1em}"
-        ".text{max-width:60em;font-size:13px}ul{padding-left:1em}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>GIQA-Synth preview: "
-        f"{html.escape(str(directory))}</title><style>{style}</style></head><body>"
-        f"<h1>GIQA-Synth preview</h1><p>{len(cards)} images from {html.escape(str(directory))}. "
-        "Red: degraded; green: clean; teal: clean look-alike of the hard case; yellow: boxes an answer "
-        "must contain; dashed blue: boxes written in a question.</p>" + "".join(blocks) + "</body></html>"
+    return render_page(
+        cards,
+        directory,
+        title=f"GIQA-Synth preview: {directory}",
+        intro=f"{len(cards)} images from {directory}. Red: degraded; green: clean; teal: clean look-alike of "
+        "the hard case; yellow: boxes an answer must contain; dashed blue: boxes written in a question.",
+        scale=scale,
     )
 
 
