@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-
 from typing import Literal
 
 from giqa.schemas import GroundedObject, Sample, to_llava

@@ -82,14 +82,26 @@ def test_export_cli_style_option(tmp_path):
 
     write_scenes(3, 2, tmp_path / "s", progress=False)
     runner = CliRunner()
-    ok = runner.invoke(app, ["synth", "export", str(tmp_path / "s"), "--out", str(tmp_path / "r.json"),
-                             "--yes-no-style", "restate"])
+    ok = runner.invoke(
+        app,
+        [
+            "synth",
+            "export",
+            str(tmp_path / "s"),
+            "--out",
+            str(tmp_path / "r.json"),
+            "--yes-no-style",
+            "restate",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     rows = json.loads((tmp_path / "r.json").read_text())
     yes_no = [r for r in rows if r.get("qtype") == "yes_no"]
     assert yes_no and all(r["conversations"][1]["value"].endswith(("Yes.", "No.")) for r in yes_no)
     assert any(r["conversations"][1]["value"] not in ("Yes.", "No.") for r in yes_no)
-    bad = runner.invoke(app, ["synth", "export", str(tmp_path / "s"), "--out", str(tmp_path / "x.json"),
-                              "--yes-no-style", "loud"])
+    bad = runner.invoke(
+        app,
+        ["synth", "export", str(tmp_path / "s"), "--out", str(tmp_path / "x.json"), "--yes-no-style", "loud"],
+    )
     assert bad.exit_code == 2
     assert not (tmp_path / "x.json").exists()
