@@ -100,16 +100,24 @@ def export(
         help="plain: the paper's 'Yes.'/'No.'; restate: say what the region is like, then the verdict "
         "('The red circle is noisy. No.'), a denser signal for small models",
     ),
+    only: str = typer.Option(
+        "des,yes_no,what,why,how",
+        "--only",
+        help="comma-separated sample kinds to keep: des, yes_no, what, why, how (e.g. 'des' for DES-only)",
+    ),
 ) -> None:
     """Export a scenes folder as LLaVA conversation records (one DES sample + the VQA items per scene)."""
-    from giqa.synth.export import YES_NO_STYLES, write_llava
+    from giqa.synth.export import SAMPLE_KINDS, YES_NO_STYLES, write_llava
 
     if not directory.is_dir():
         _fail(f"{directory} is not a directory")
     if yes_no_style not in YES_NO_STYLES:
         _fail(f"--yes-no-style must be one of {', '.join(YES_NO_STYLES)}, got {yes_no_style!r}")
     try:
-        path, count = write_llava(directory, out, yes_no_style=yes_no_style)  # type: ignore[arg-type]
+        kinds = [k.strip() for k in only.split(",") if k.strip()]
+        if not kinds or set(kinds) - set(SAMPLE_KINDS):
+            _fail(f"--only takes kinds among {', '.join(SAMPLE_KINDS)}, got {only!r}")
+        path, count = write_llava(directory, out, yes_no_style=yes_no_style, kinds=kinds)  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"wrote {count} samples to {path}")

@@ -18,6 +18,8 @@ from giqa.synth.writer import atomic_write_bytes, read_scenes
 
 YesNoStyle = Literal["plain", "restate"]
 YES_NO_STYLES: tuple[YesNoStyle, ...] = ("plain", "restate")
+# What an export may keep: the DES sample and the VQA kinds (the paper's Table 3 trains on DES, VQA or both).
+SAMPLE_KINDS = ("des", "yes_no", "what", "why", "how")
 _CLAIM_WORDS = sorted([*CLAIMS.values(), *POSITIVE_WORDS], key=len, reverse=True)
 
 
@@ -81,20 +83,39 @@ def to_samples(record: SceneRecord, *, yes_no_style: YesNoStyle = "plain") -> li
     return [des, *vqa]
 
 
-def llava_rows(records: Iterable[SceneRecord], *, yes_no_style: YesNoStyle = "plain") -> list[dict]:
+def _kind(sample: Sample) -> str:
+    return "des" if sample.task == "des" else str(sample.qtype)
+
+
+def llava_rows(
+    records: Iterable[SceneRecord],
+    *,
+    yes_no_style: YesNoStyle = "plain",
+    kinds: Iterable[str] = SAMPLE_KINDS,
+) -> list[dict]:
+    """LLaVA records of the samples whose kind (``des``, ``yes_no``, ``what``, ...) is in ``kinds``."""
+    keep = set(kinds)
+    unknown = keep - set(SAMPLE_KINDS)
+    if unknown or not keep:
+        raise ValueError(f"sample kinds must be among {', '.join(SAMPLE_KINDS)}; got {sorted(keep)}")
     return [
         to_llava(sample).dump()
         for record in records
         for sample in to_samples(record, yes_no_style=yes_no_style)
+        if _kind(sample) in keep
     ]
 
 
 def write_llava(
-    scenes: str | Path, out: str | Path, *, yes_no_style: YesNoStyle = "plain"
+    scenes: str | Path,
+    out: str | Path,
+    *,
+    yes_no_style: YesNoStyle = "plain",
+    kinds: Iterable[str] = SAMPLE_KINDS,
 ) -> tuple[Path, int]:
     """LLaVA training JSON for a scenes folder (or its annotations.jsonl); image paths stay relative
     to the scenes folder, so write it there or pass the folder as the training script's image root."""
-    rows = llava_rows(read_scenes(scenes), yes_no_style=yes_no_style)
+    rows = llava_rows(read_scenes(scenes), yes_no_style=yes_no_style, kinds=kinds)
     path = Path(out)
     atomic_write_bytes(path, (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     return path, len(rows)

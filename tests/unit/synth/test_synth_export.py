@@ -105,3 +105,24 @@ def test_export_cli_style_option(tmp_path):
     )
     assert bad.exit_code == 2
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("kinds", "expected"),
+    [(["des"], {"des"}), (["yes_no"], {"yes_no"}), (["des", "what", "how"], {"des", "what", "how"})],
+)
+def test_llava_rows_keep_only_the_named_kinds(records, kinds, expected):
+    from giqa.synth.export import llava_rows
+
+    rows = llava_rows(records[:10], kinds=kinds)
+    assert {r["task"] if r["task"] == "des" else r["qtype"] for r in rows} == expected
+    if kinds == ["des"]:
+        assert len(rows) == 10
+
+
+@pytest.mark.parametrize("kinds", [[], ["des", "poem"]])
+def test_llava_rows_refuse_unknown_or_no_kinds(records, kinds):
+    from giqa.synth.export import llava_rows
+
+    with pytest.raises(ValueError, match="sample kinds"):
+        llava_rows(records[:2], kinds=kinds)
