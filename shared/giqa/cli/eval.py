@@ -93,6 +93,10 @@ def evaluate_command(
         None, "--judge-concurrency", min=1, help="judge requests in flight"
     ),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    html_out: Path | None = typer.Option(
+        None, "--html", help="also write a page with each item's image, truth vs predicted boxes and texts"
+    ),
+    html_limit: int = typer.Option(60, "--html-limit", min=1, help="items shown on the --html page"),
 ) -> None:
     """Score --predictions against --bench and write --out; print a Table-5 row.
 
@@ -140,6 +144,19 @@ def evaluate_command(
     write_json_atomic(out, result.report)
     items_path = items_out or out.with_name(f"{out.stem}.items.jsonl")
     write_jsonl_atomic(items_path, result.items)
+    if html_out is not None:
+        from giqa.evaluation.html_report import write_report_html
+
+        write_report_html(
+            html_out,
+            bench_file=bench,
+            items=items,
+            responses=preds.responses,
+            rows=result.items,
+            reports=[(name or predictions.stem, result.report)],
+            limit=html_limit,
+        )
+        typer.echo(f"page: {html_out}")
     typer.echo(format_table([(name or predictions.stem, result.report)]))
     typer.echo(format_summary(result.report))
     typer.echo(f"report: {out}\nper-item details: {items_path}")
