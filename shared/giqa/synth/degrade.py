@@ -2,6 +2,9 @@
 
 numpy only (no scipy or skimage) so the generator stays light and bit-for-bit reproducible. Each
 function maps (image, region, severity, rng) to a new image; pixels outside the region never change.
+``apply`` can then blend the degraded region into the original through a per-pixel weight, so a local
+degradation follows an object's own shape with a soft edge instead of filling a rectangle (a cue real
+photos never give); ``feather_weight`` turns an object's anti-aliased coverage into that weight.
 Severity 0 changes nothing and 1 is the strongest effect; local degradations use roughly 0.35-1,
 whole-image ones stay mild (about 0.1-0.3). Strengths are scaled to the image size so a 128-pixel and
 a 512-pixel world look alike.
@@ -16,6 +19,7 @@ import numpy as np
 
 Region = tuple[int, int, int, int]  # pixel corners x1, y1, x2, y2 (exclusive)
 _BLOCK = 8
+_WEIGHT_FLOOR = 0.01
 
 # The standard JPEG quantization tables (ITU T.81 Annex K), scaled per quality like libjpeg does.
 _Q_LUMA = np.array(
@@ -73,15 +77,48 @@ def _paste_back(image: np.ndarray, region: Region, window: np.ndarray, corners: 
     return out
 
 
-def _shift_average(window: np.ndarray, offsets: list[tuple[int, int]], weights: np.ndarray) -> np.ndarray:
-    """Weighted sum of the window shifted by each (dx, dy), edges replicated."""
+def _shift_average(
+    window: np.ndarray, offsets: list[tuple[int, int]], weights: np.ndarray, mode: str = "edge"
+) -> np.ndarray:
+    """Weighted sum of the window shifted by each (dx, dy), edges replicated (or zero with "constant")."""
     pad = max(max(abs(dx), abs(dy)) for dx, dy in offsets)
-    padded = np.pad(window, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    padded = np.pad(window, ((pad, pad), (pad, pad), (0, 0)), mode=mode)  # type: ignore[call-overload]
     h, w = window.shape[:2]
     out = np.zeros_like(window)
     for (dx, dy), weight in zip(offsets, weights, strict=True):
         out += weight * padded[pad + dy : pad + dy + h, pad + dx : pad + dx + w]
     return out
+
+
+def _gaussian_taps(sigma: float, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer offsets -radius..radius and their normalised Gaussian weights (float32)."""
+    taps = np.arange(-radius, radius + 1)
+    kernel = np.exp(-(taps**2) / (2 * sigma**2))
+    return taps, (kernel / kernel.sum()).astype(np.float32)
+
+
+def feather_weight(coverage: np.ndarray, feather: int) -> np.ndarray:
+    """Blend weight in [0, 1] (float32, same shape) of a degradation that follows a shape's coverage.
+
+    ``coverage`` is the anti-aliased shape (uint8 0..255 or float 0..1). It is blurred by a Gaussian of
+    sigma ``feather / 2`` cut at ``feather`` pixels and doubled (decided): the shape's own edge (coverage
+    one half) then gets the full weight, so its edge pixels are degraded like its inside, and the weight
+    falls to zero within ``feather`` pixels past the last covered pixel. Beyond that it is exactly 0, and
+    so is any weight under ``_WEIGHT_FLOOR`` (a blend too faint to see, at most 2.5 of 255 levels), so a
+    box corner just within the Gaussian's reach of a round shape keeps its exact value.
+    """
+    if feather < 0:
+        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+    cov = coverage.astype(np.float32) / (255.0 if coverage.dtype == np.uint8 else 1.0)
+    if feather == 0:
+        return np.clip(cov, 0.0, 1.0)
+    taps, kernel = _gaussian_taps(feather / 2.0, feather)
+    plane = cov[..., None]
+    rows = _shift_average(plane, [(int(t), 0) for t in taps], kernel, mode="constant")
+    both = _shift_average(rows, [(0, int(t)) for t in taps], kernel, mode="constant")
+    weight = np.clip(2.0 * both[..., 0], 0.0, 1.0)
+    weight[weight < _WEIGHT_FLOOR] = 0.0
+    return weight
 
 
 def gaussian_blur(image: np.ndarray, region: Region, severity: float, rng: np.random.Generator) -> np.ndarray:
@@ -91,9 +128,7 @@ def gaussian_blur(image: np.ndarray, region: Region, severity: float, rng: np.ra
     if sigma < 0.05:
         return image.copy()
     radius = max(1, math.ceil(3 * sigma))
-    taps = np.arange(-radius, radius + 1)
-    kernel = np.exp(-(taps**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).astype(np.float32)
+    taps, kernel = _gaussian_taps(sigma, radius)
     window, corners = _window(image, region, radius)
     rows = _shift_average(window, [(int(t), 0) for t in taps], kernel)
     both = _shift_average(rows, [(0, int(t)) for t in taps], kernel)
@@ -216,8 +251,16 @@ COMPATIBLE_PAIRS: tuple[tuple[str, str], ...] = (
 
 
 def apply(
-    image: np.ndarray, kind: str, region: Region, severity: float, rng: np.random.Generator
+    image: np.ndarray,
+    kind: str,
+    region: Region,
+    severity: float,
+    rng: np.random.Generator,
+    weight: np.ndarray | None = None,
 ) -> np.ndarray:
+    """``image`` with ``kind`` applied to ``region``; with ``weight`` (the region's shape, values in
+    [0, 1]) the degraded region is blended into the original pixel by pixel, and pixels of weight 0
+    keep their exact value."""
     if kind not in DEGRADERS:
         raise ValueError(f"unknown degradation {kind!r}; expected one of {sorted(DEGRADERS)}")
     if not 0.0 <= severity <= 1.0:
@@ -226,6 +269,18 @@ def apply(
     h, w = image.shape[:2]
     if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
         raise ValueError(f"region {region} is empty or outside the {w}x{h} image")
+    if weight is not None:
+        if weight.shape != (y2 - y1, x2 - x1):
+            raise ValueError(f"weight has shape {weight.shape}, the region needs {(y2 - y1, x2 - x1)}")
+        if not (np.all(weight >= 0.0) and np.all(weight <= 1.0)):
+            raise ValueError("weight values must lie in [0, 1]")
     if severity == 0.0:
         return image.copy()
-    return DEGRADERS[kind](image, region, severity, rng)
+    out = DEGRADERS[kind](image, region, severity, rng)
+    if weight is None:
+        return out
+    # the whole region is degraded as without a weight (same random draws), then only blended in
+    src = image[y1:y2, x1:x2]
+    alpha = weight.astype(image.dtype)[..., None]
+    out[y1:y2, x1:x2] = np.where(alpha > 0, src + alpha * (out[y1:y2, x1:x2] - src), src)
+    return out
