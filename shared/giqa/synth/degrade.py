@@ -2,6 +2,9 @@
 
 numpy only (no scipy or skimage) so the generator stays light and bit-for-bit reproducible. Each
 function maps (image, region, severity, rng) to a new image; pixels outside the region never change.
+``apply`` can then blend the degraded region into the original through a per-pixel weight, so a local
+degradation follows an object's own shape with a soft edge instead of filling a rectangle (a cue real
+photos never give); ``feather_weight`` turns an object's anti-aliased coverage into that weight.
 Severity 0 changes nothing and 1 is the strongest effect; local degradations use roughly 0.35-1,
 whole-image ones stay mild (about 0.1-0.3). Strengths are scaled to the image size so a 128-pixel and
 a 512-pixel world look alike.
@@ -11,11 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
 Region = tuple[int, int, int, int]  # pixel corners x1, y1, x2, y2 (exclusive)
 _BLOCK = 8
+_WEIGHT_FLOOR = 0.01
 
 # The standard JPEG quantization tables (ITU T.81 Annex K), scaled per quality like libjpeg does.
 _Q_LUMA = np.array(
@@ -84,6 +89,50 @@ def _shift_average(window: np.ndarray, offsets: list[tuple[int, int]], weights: 
     return out
 
 
+def _gaussian_taps(sigma: float, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer offsets -radius..radius and their normalised Gaussian weights (float32)."""
+    taps = np.arange(-radius, radius + 1)
+    kernel = np.exp(-(taps**2) / (2 * sigma**2))
+    return taps, (kernel / kernel.sum()).astype(np.float32)
+
+
+@lru_cache(maxsize=256)
+def _feather_band(n: int, feather: int) -> np.ndarray:
+    """(n, n) matrix whose product with a column applies the feather's Gaussian, zero-padded (read-only:
+    cached, as the same few region sizes come back scene after scene)."""
+    _, kernel = _gaussian_taps(feather / 2.0, feather)
+    offset = np.arange(n)[None, :] - np.arange(n)[:, None]
+    band = np.where(
+        np.abs(offset) <= feather, kernel.astype(np.float64)[np.clip(offset + feather, 0, 2 * feather)], 0.0
+    )
+    band.flags.writeable = False
+    return band
+
+
+def feather_weight(coverage: np.ndarray, feather: int) -> np.ndarray:
+    """Blend weight in [0, 1] (float32, same shape) of a degradation that follows a shape's coverage.
+
+    ``coverage`` is the anti-aliased shape (uint8 0..255 or float 0..1). It is blurred by a Gaussian of
+    sigma ``feather / 2`` cut at ``feather`` pixels and doubled (decided): the shape's own edge (coverage
+    one half) then gets the full weight, so its edge pixels are degraded like its inside, and the weight
+    falls to zero within ``feather`` pixels past the last covered pixel. Beyond that it is exactly 0, and
+    so is any weight under ``_WEIGHT_FLOOR`` (a blend too faint to see, at most 2.5 of 255 levels), so a
+    box corner just within the Gaussian's reach of a round shape keeps its exact value.
+    """
+    if feather < 0:
+        raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+    cov = coverage.astype(np.float32) / (255.0 if coverage.dtype == np.uint8 else 1.0)
+    if feather == 0:
+        return np.clip(cov, 0.0, 1.0)
+    # the separable blur as two banded matrix products (zero outside the array): far cheaper than
+    # shifting a small array around, and exactly 0 wherever no covered pixel is within reach
+    rows_k, cols_k = _feather_band(cov.shape[0], feather), _feather_band(cov.shape[1], feather)
+    both = rows_k @ cov.astype(np.float64) @ cols_k.T
+    weight = np.clip(2.0 * both, 0.0, 1.0).astype(np.float32)
+    weight[weight < _WEIGHT_FLOOR] = 0.0
+    return weight
+
+
 def gaussian_blur(image: np.ndarray, region: Region, severity: float, rng: np.random.Generator) -> np.ndarray:
     del rng  # deterministic
     # never under 1.2 pixels at full ramp: scaling with the image alone leaves a 64-pixel world's blur faint
@@ -91,9 +140,7 @@ def gaussian_blur(image: np.ndarray, region: Region, severity: float, rng: np.ra
     if sigma < 0.05:
         return image.copy()
     radius = max(1, math.ceil(3 * sigma))
-    taps = np.arange(-radius, radius + 1)
-    kernel = np.exp(-(taps**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).astype(np.float32)
+    taps, kernel = _gaussian_taps(sigma, radius)
     window, corners = _window(image, region, radius)
     rows = _shift_average(window, [(int(t), 0) for t in taps], kernel)
     both = _shift_average(rows, [(0, int(t)) for t in taps], kernel)
@@ -216,8 +263,16 @@ COMPATIBLE_PAIRS: tuple[tuple[str, str], ...] = (
 
 
 def apply(
-    image: np.ndarray, kind: str, region: Region, severity: float, rng: np.random.Generator
+    image: np.ndarray,
+    kind: str,
+    region: Region,
+    severity: float,
+    rng: np.random.Generator,
+    weight: np.ndarray | None = None,
 ) -> np.ndarray:
+    """``image`` with ``kind`` applied to ``region``; with ``weight`` (the region's shape, values in
+    [0, 1]) the degraded region is blended into the original pixel by pixel, and pixels of weight 0
+    keep their exact value."""
     if kind not in DEGRADERS:
         raise ValueError(f"unknown degradation {kind!r}; expected one of {sorted(DEGRADERS)}")
     if not 0.0 <= severity <= 1.0:
@@ -226,6 +281,18 @@ def apply(
     h, w = image.shape[:2]
     if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
         raise ValueError(f"region {region} is empty or outside the {w}x{h} image")
+    if weight is not None:
+        if weight.shape != (y2 - y1, x2 - x1):
+            raise ValueError(f"weight has shape {weight.shape}, the region needs {(y2 - y1, x2 - x1)}")
+        if not (np.all(weight >= 0.0) and np.all(weight <= 1.0)):
+            raise ValueError("weight values must lie in [0, 1]")
     if severity == 0.0:
         return image.copy()
-    return DEGRADERS[kind](image, region, severity, rng)
+    out = DEGRADERS[kind](image, region, severity, rng)
+    if weight is None:
+        return out
+    # the whole region is degraded as without a weight (same random draws), then only blended in
+    src = image[y1:y2, x1:x2]
+    alpha = weight.astype(image.dtype)[..., None]
+    out[y1:y2, x1:x2] = np.where(alpha > 0, src + alpha * (out[y1:y2, x1:x2] - src), src)
+    return out

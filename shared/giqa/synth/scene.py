@@ -41,10 +41,17 @@ def region_pad(width: int, height: int) -> int:
 def degradation_region(
     box_px: list[int] | tuple[int, ...], width: int, height: int
 ) -> tuple[int, int, int, int]:
-    """The pixel rectangle a local degradation of an object with ``box_px`` changes."""
+    """The pixel rectangle a local degradation of an object with ``box_px`` may change; inside it only
+    the object and a feathered rim (see :func:`object_weight`) actually do."""
     pad = region_pad(width, height)
     x1, y1, x2, y2 = box_px
     return max(0, x1 - pad), max(0, y1 - pad), min(width, x2 + pad), min(height, y2 + pad)
+
+
+def feather_px(width: int, height: int) -> int:
+    """How many pixels a local degradation fades over past the object's edge (decided: about 1.2% of the
+    image side, 2 px at 128), always inside the region's pad so the fade never meets the rectangle."""
+    return max(1, min(round(0.012 * max(width, height)), region_pad(width, height) - 1))
 
 
 @dataclass
@@ -72,6 +79,26 @@ class ScenePlan:
     objects: list[PlannedObject]
     global_degradations: list[tuple[str, float]]
     hard_case: bool
+
+
+# A pixel whose blend weight reaches this is "on the object" when visibility is measured.
+MEASURE_WEIGHT = 0.5
+
+
+def object_weight(obj: PlannedObject, width: int, height: int) -> tuple[degrade.Region, np.ndarray]:
+    """The object's degradation region and the blend weight (float32, region-shaped, in [0, 1]) that
+    makes a local degradation follow the object's drawn shape with a soft edge."""
+    region = degradation_region(obj.box_px, width, height)
+    x1, y1, x2, y2 = region
+    coverage = np.zeros((y2 - y1, x2 - x1), dtype=np.uint8)
+    side = obj.mask.shape[0]
+    # the drawn canvas clipped to the region: only faint anti-aliasing ever falls outside it
+    cx1, cy1 = max(obj.x0, x1), max(obj.y0, y1)
+    cx2, cy2 = min(obj.x0 + side, x2), min(obj.y0 + side, y2)
+    coverage[cy1 - y1 : cy2 - y1, cx1 - x1 : cx2 - x1] = obj.mask[
+        cy1 - obj.y0 : cy2 - obj.y0, cx1 - obj.x0 : cx2 - obj.x0
+    ]
+    return region, degrade.feather_weight(coverage, feather_px(width, height))
 
 
 def _draw_side(size: str, config: SynthConfig, rng: np.random.Generator) -> int:
@@ -194,9 +221,10 @@ def _smaller_or_equal(size: str, config: SynthConfig) -> list[str]:
 def render_plan(plan: ScenePlan, *, local: bool = True, global_: bool = True) -> np.ndarray:
     """Pixels of a plan as float32 (H, W, 3) in [0, 1].
 
-    With ``local`` the objects' degradations are applied after making sure each one is visible: one
-    that does not show at its drawn severity is pushed to full severity, then swapped for noise (which
-    always shows). The plan's degradation list is updated to what was applied, so records stay true.
+    With ``local`` the objects' degradations are applied through each object's soft shape weight, after
+    making sure each one is visible on the object's own pixels: one that does not show at its drawn
+    severity is pushed to full severity, then swapped for noise (which always shows). The plan's
+    degradation list is updated to what was applied, so records stay true.
     """
     image = background(plan.background, plan.width, plan.height, rng_for(plan.seed, plan.index, "background"))
     for obj in plan.objects:
@@ -210,7 +238,10 @@ def render_plan(plan: ScenePlan, *, local: bool = True, global_: bool = True) ->
     if not local:
         return image
     for obj in plan.objects:
-        region = degradation_region(obj.box_px, plan.width, plan.height)
+        if not obj.degradations:
+            continue
+        region, weight = object_weight(obj, plan.width, plan.height)
+        on_object = weight >= MEASURE_WEIGHT
         x1, y1, x2, y2 = region
         applied: list[tuple[str, float]] = []
         for kind, severity in obj.degradations:
@@ -221,10 +252,10 @@ def render_plan(plan: ScenePlan, *, local: bool = True, global_: bool = True) ->
                 ("noise", max(severity, 0.6)),
             ):
                 stream = rng_for(plan.seed, plan.index, "local", obj.id, attempt_kind)
-                after = degrade.apply(before, attempt_kind, region, attempt_severity, stream)
+                after = degrade.apply(before, attempt_kind, region, attempt_severity, stream, weight)
                 # judged on the 8-bit pixels that get written, not on the float intermediate
                 if measure.is_visible(
-                    attempt_kind, to_uint8(before[y1:y2, x1:x2]), to_uint8(after[y1:y2, x1:x2])
+                    attempt_kind, to_uint8(before[y1:y2, x1:x2]), to_uint8(after[y1:y2, x1:x2]), on_object
                 ):
                     break
             if any(k == attempt_kind for k, _ in applied):

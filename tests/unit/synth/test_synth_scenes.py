@@ -1,7 +1,9 @@
 """Scenes: deterministic, boxes true to the pixels, every claimed degradation visible, hard case as built.
 
-Visibility is measured with scikit-image (blur_effect, estimate_sigma) and plain statistics written
-here, not with the generator's own ``measure`` module, so a bug there cannot hide a bug in the pixels.
+Visibility is measured with scikit-image (blur_effect) and plain statistics written here, not with the
+generator's own ``measure`` module, so a bug there cannot hide a bug in the pixels. A local degradation
+follows its object's shape, so its statistics are taken on the object's pixels (the generator's blend
+weight of at least one half), not on its box.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import io
 import numpy as np
 import pytest
 from skimage.measure import blur_effect
-from skimage.restoration import estimate_sigma
 
 from giqa.boxes import from_pixels
 from giqa.synth import DEGRADATION_KINDS, SynthConfig, degradation_region, generate_scene, render_scene
+from giqa.synth.scene import object_weight, plan_scene
 
 pytestmark = pytest.mark.unit
 
@@ -30,15 +32,28 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
 
 
-def _blockiness(luma: np.ndarray) -> float:
-    """Jumps across 8-pixel borders (counted from the patch corner) over jumps inside blocks."""
-    dx = np.abs(np.diff(luma, axis=1))
-    dy = np.abs(np.diff(luma, axis=0))
-    bx = np.arange(dx.shape[1]) % 8 == 7
-    by = np.arange(dy.shape[0]) % 8 == 7
-    inside = np.concatenate([dx[:, ~bx].ravel(), dy[~by].ravel()]).mean()
-    across = np.concatenate([dx[:, bx].ravel(), dy[by].ravel()]).mean()
+def _blockiness(luma: np.ndarray, on: np.ndarray) -> float:
+    """Jumps across 8-pixel borders (counted from the patch corner) over jumps inside blocks, for the
+    jumps that touch a pixel of ``on``."""
+    dx, dy = np.abs(np.diff(luma, axis=1)), np.abs(np.diff(luma, axis=0))
+    ox, oy = on[:, 1:] | on[:, :-1], on[1:] | on[:-1]
+    bx = np.broadcast_to(np.arange(dx.shape[1]) % 8 == 7, dx.shape)
+    by = np.broadcast_to((np.arange(dy.shape[0]) % 8 == 7)[:, None], dy.shape)
+    inside = np.concatenate([dx[~bx & ox], dy[~by & oy]]).mean()
+    across = np.concatenate([dx[bx & ox], dy[by & oy]]).mean()
     return float((across + 1e-4) / (inside + 1e-4))
+
+
+def _grain(luma: np.ndarray, on: np.ndarray) -> float:
+    """Robust sigma (MAD) of the jumps between horizontal neighbours that both lie in ``on``."""
+    jumps = np.diff(luma, axis=1)[on[:, 1:] & on[:, :-1]]
+    return float(1.4826 * np.median(np.abs(jumps - np.median(jumps))) / np.sqrt(2.0))
+
+
+def _weights(r, config: SynthConfig | None = None) -> dict[int, tuple[tuple[int, int, int, int], np.ndarray]]:  # noqa: ANN001
+    """Each object's degradation region and blend weight, from the scene's plan."""
+    plan = plan_scene(r.seed, r.index, config or SynthConfig())
+    return {o.id: object_weight(o, r.width, r.height) for o in plan.objects}
 
 
 def test_same_seed_same_bytes_and_record_in_any_order() -> None:
@@ -108,32 +123,32 @@ def test_objects_do_not_share_degradation_regions(sample: list) -> None:
                 assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
 
 
-def _visible(kind: str, clean: np.ndarray, degraded: np.ndarray) -> tuple[bool, float, float]:
+def _visible(kind: str, clean: np.ndarray, degraded: np.ndarray, on: np.ndarray) -> tuple[bool, float, float]:
+    """Whether ``degraded`` shows ``kind`` against ``clean`` on the object's pixels ``on``."""
     a, b = _luma(clean), _luma(degraded)
     if kind in ("blur", "motion_blur"):
-        # on luma and per colour channel (an orange shape on a grey of the same brightness has no luma
-        # edges), with the re-blur filter no longer than half the region (small objects at 64 px)
-        h = max(3, min(11, min(a.shape) // 2))
-        luma_gain = blur_effect(b, h_size=h) - blur_effect(a, h_size=h)
-        colour_gain = blur_effect(degraded, h_size=h, channel_axis=-1) - blur_effect(
-            clean, h_size=h, channel_axis=-1
-        )
-        gain = max(luma_gain, colour_gain)
+        # blur_effect reads the whole crop: outside the object nothing changed, so what moves it is the
+        # object's own edges. Per colour channel (an orange shape on a grey of the same brightness has no
+        # luma edges; a darkened one gains luma edges), with the re-blur filter no longer than a third of
+        # the region (small objects at 64 px)
+        h = max(3, min(11, min(a.shape) // 3))
+        planes = [(a, b)] + [(clean[..., c], degraded[..., c]) for c in range(3)]
+        gain = max(blur_effect(after, h_size=h) - blur_effect(before, h_size=h) for before, after in planes)
         return gain > 0.03, 0.0, gain
     if kind == "noise":
-        before, after = float(estimate_sigma(a)), float(estimate_sigma(b))
+        before, after = _grain(a, on), _grain(b, on)
         return after > before + 0.02, before, after
     if kind == "low_light":
-        before, after = a.mean(), b.mean()
+        before, after = a[on].mean(), b[on].mean()
         return after < before - 0.08, before, after
     if kind == "overexposure":
-        before, after = a.mean(), b.mean()
+        before, after = a[on].mean(), b[on].mean()
         return after > before + 0.08, before, after
     if kind == "low_contrast":
-        before = a.std() + clean.reshape(-1, 3).std(axis=0).mean() / 255
-        after = b.std() + degraded.reshape(-1, 3).std(axis=0).mean() / 255
+        before = a[on].std() + clean[on].std(axis=0).mean() / 255
+        after = b[on].std() + degraded[on].std(axis=0).mean() / 255
         return after < 0.8 * before, before, after
-    before, after = _blockiness(a), _blockiness(b)
+    before, after = _blockiness(a, on), _blockiness(b, on)
     return after > 1.2 * before, before, after
 
 
@@ -142,10 +157,12 @@ def _check_visibility(scenes: list[tuple], config: SynthConfig | None = None) ->
     for pixels, r in scenes:
         # the render with the whole-image degradation but no local one isolates each object's damage
         base = np.asarray(render_scene(r.seed, r.index, config, degrade=False, global_=True))
+        weights = _weights(r, config)
         for o in r.objects:
-            x1, y1, x2, y2 = degradation_region(o.box_px, r.width, r.height)
+            (x1, y1, x2, y2), weight = weights[o.id]
             for d in o.degradations[:1]:  # a second degradation may mask the first one's statistic
-                ok, before, after = _visible(d.kind, base[y1:y2, x1:x2], pixels[y1:y2, x1:x2])
+                crops = base[y1:y2, x1:x2], pixels[y1:y2, x1:x2]
+                ok, before, after = _visible(d.kind, *crops, weight >= 0.5)
                 assert ok, f"{r.id} object {o.id} {d.kind} {d.severity}: {before:.3f} -> {after:.3f}"
                 seen.add(d.kind)
     return seen
@@ -162,6 +179,47 @@ def test_degradations_stay_visible_in_a_64_pixel_world() -> None:
     scenes = [generate_scene(3, i, config) for i in range(120)]
     seen = _check_visibility([(np.asarray(img), r) for img, r in scenes], config)
     assert seen == set(DEGRADATION_KINDS)
+
+
+def test_local_degradations_change_only_the_objects_feathered_shapes(sample: list) -> None:
+    """Against the render without local degradations, the only pixels that change are those the degraded
+    objects' blend weights reach; inside each object's shape some do change. Every kind is seen."""
+    seen: set[str] = set()
+    for s in sample[:120]:
+        r = s.record
+        base = np.asarray(render_scene(r.seed, r.index, degrade=False, global_=True))
+        reach = np.zeros((r.height, r.width), dtype=bool)
+        for o_id, ((x1, y1, x2, y2), weight) in _weights(r).items():
+            obj = r.objects[o_id]
+            if not obj.degradations:
+                continue
+            reach[y1:y2, x1:x2] |= weight > 0
+            on = weight >= 0.5
+            assert (base[y1:y2, x1:x2][on] != s.pixels[y1:y2, x1:x2][on]).any(), (r.id, o_id)
+            seen.update(d.kind for d in obj.degradations)
+        changed = (base != s.pixels).any(axis=-1)
+        assert not (changed & ~reach).any(), (r.id, np.argwhere(changed & ~reach)[:5])
+    assert seen == set(DEGRADATION_KINDS)
+
+
+def test_no_rectangle_around_round_objects(sample: list) -> None:
+    """A degraded circle's or ring's box corners lie off the shape and stay as in the clean render, and
+    so does the middle of a ring's hole: the degradation follows the shape, not the box."""
+    checked = 0
+    for s in sample:
+        r = s.record
+        base = np.asarray(render_scene(r.seed, r.index, degrade=False, global_=True))
+        for o in r.objects:
+            if o.category not in ("circle", "ring") or not o.degradations:
+                continue
+            x1, y1, x2, y2 = o.box_px
+            spots = [(y1, x1), (y1, x2 - 1), (y2 - 1, x1), (y2 - 1, x2 - 1)]
+            if o.category == "ring" and x2 - x1 >= 20:
+                spots.append(((y1 + y2) // 2, (x1 + x2) // 2))
+            for y, x in spots:
+                assert np.array_equal(base[y, x], s.pixels[y, x]), (r.id, o.id, o.category, (x, y))
+            checked += 1
+    assert checked >= 20
 
 
 def test_clean_objects_are_untouched_without_a_global_degradation(sample: list) -> None:
