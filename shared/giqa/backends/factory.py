@@ -52,3 +52,34 @@ def make_detector(
         batch_size=cfg.detector_batch_size,
         device=cfg.device,
     )
+
+
+# The shipped demo grounded-IQA VLM (a tiny LLaVA trained on GIQA-Synth; see its MODEL_CARD.md).
+SHIPPED_VLM = Path(__file__).resolve().parent.parent / "assets" / "vlm"
+
+
+def make_vlm(
+    model: str | Path | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    served_model: str | None = None,
+    concurrency: int = 4,
+) -> Any:
+    """The :class:`giqa.ports.GroundedVLM` for ``model``: an OpenAI-compatible ``/v1`` URL (vLLM), a local
+    LLaVA-1.5/1.6 checkpoint folder, or, with nothing given, the shipped demo VLM."""
+    if model is None:
+        if not (SHIPPED_VLM / "config.json").is_file():
+            raise JudgeConfigError(
+                f"no model given and no shipped demo VLM at {SHIPPED_VLM}: pass a checkpoint folder or URL"
+            )
+        model = SHIPPED_VLM
+    if isinstance(model, str) and model.startswith(("http://", "https://")):
+        from giqa.predict.remote import OpenAIVisionVLM
+
+        return OpenAIVisionVLM.connect(model, model=served_model, concurrency=concurrency)
+    from giqa.models.llava import detect_arch
+    from giqa.predict.local import TransformersVLM
+
+    detect_arch(model)  # a clear CheckpointError before torch is imported
+    return TransformersVLM(model, device=device, dtype=dtype)
