@@ -10,9 +10,10 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from giqa.files import atomic_write_bytes
 from giqa.schemas import GroundedObject, Sample, to_llava
 from giqa.synth.schema import SceneRecord
-from giqa.synth.writer import atomic_write_bytes, read_scenes
+from giqa.synth.writer import read_scenes
 
 
 def to_samples(record: SceneRecord) -> list[Sample]:

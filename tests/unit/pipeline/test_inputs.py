@@ -91,7 +91,7 @@ def test_txt_folder(tmp_path: Path) -> None:
     items = list(read_inputs(None, tmp_path))
     assert [(i.image, i.description, i.problem) for i in items] == [
         ("b.jpg", "", "b.jpg: no b.txt beside it"),
-        ("c.JPEG", "", "c.txt: not UTF-8 (invalid start byte)"),
+        ("c.JPEG", "", "c.txt: not UTF-8 text (invalid start byte at byte 0)"),
         ("sub/a.png", "The dog is sharp.", None),
     ]
 
