@@ -211,11 +211,13 @@ def staged_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     renames: the old folder is moved aside, the new one moved in, the old one deleted. On failure the
     temporary folder is removed and ``out`` is left as it was.
     """
-    out = Path(out)
+    shown, out = Path(out), Path(out).absolute()
     if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} exists and is not a directory")
+        raise NotADirectoryError(f"{shown} exists and is not a directory")
     if out.is_dir() and not is_empty_dir(out) and not overwrite:
-        raise FileExistsError(f"{out} is not empty: pass --overwrite to replace it, or choose another folder")
+        raise FileExistsError(f"{shown} is not empty: pass --overwrite to replace it, or choose another one")
+    if overwrite and out.is_dir() and Path.cwd().resolve().is_relative_to(out.resolve()):
+        raise FileExistsError(f"{shown} holds the current folder; it cannot be replaced from inside")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -126,9 +126,19 @@ class Settings(BaseSettings):
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
 
 
+class SettingsError(ValueError):
+    """Settings from the environment that do not validate (a one-line account of every bad field)."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"GIQA_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
 
 
 def judge_cache_dir(settings: Settings) -> Path:

@@ -52,15 +52,16 @@ class SafetyNetGroup(TyperGroup):
     as it is a bug.
     """
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # click.Context; typer vendors click privately
         from giqa.files import InputFileError, OutputPathError
         from giqa.llm.errors import LLMUnavailableError
+        from giqa.settings import SettingsError
 
         try:
             return super().invoke(ctx)
         except (LLMUnavailableError, ConnectionError) as exc:
             raise fail(f"the server does not answer: {exc}", EXIT_UNAVAILABLE) from exc
-        except (InputFileError, OutputPathError) as exc:
+        except (InputFileError, OutputPathError, SettingsError) as exc:
             raise fail(str(exc)) from exc
         except OSError as exc:
             raise fail(_os_message(exc)) from exc

@@ -67,7 +67,10 @@ def scenes(
 
     _out_dir(out, overwrite)
     config = _config(size, min_objects, max_objects, p_hard, box_form)
-    path = write_scenes(n, seed, out, config, progress=progress, start=start, overwrite=overwrite)
+    try:
+        path = write_scenes(n, seed, out, config, progress=progress, start=start, overwrite=overwrite)
+    except (FileExistsError, NotADirectoryError) as exc:
+        _fail(str(exc))
     typer.echo(f"wrote {n} scenes to {path}")
 
 
@@ -89,7 +92,10 @@ def bench(
 
     _out_dir(out, overwrite)
     config = _config(size, 2, 5, 0.25, box_form)
-    path = write_bench(seed, out, config, progress=progress, overwrite=overwrite)
+    try:
+        path = write_bench(seed, out, config, progress=progress, overwrite=overwrite)
+    except (FileExistsError, NotADirectoryError) as exc:
+        _fail(str(exc))
     items = read_bench(path)
     mix = Counter(i.qtype or "des" for i in items)
     yes = sum(1 for i in items if i.qtype == "yes_no" and i.answer == "Yes.")

@@ -62,8 +62,8 @@ def write_scenes(
         raise ValueError(f"start must be >= 0, got {start}")
     config = config or DEFAULT_CONFIG
     out = Path(out_dir)
-    indices = tqdm(range(start, start + n), desc="synth scenes", unit="scene", disable=not progress)
     with staged_dir(out, overwrite=overwrite) as stage:
+        indices = tqdm(range(start, start + n), desc="synth scenes", unit="scene", disable=not progress)
         (stage / IMAGES).mkdir()
         # plain writes: nothing in the staging folder is visible until the swap publishes it whole;
         # records stream into the file so memory stays flat

@@ -105,6 +105,7 @@ class Case:
     setup: Callable[[Path], None] = field(default=lambda root: None)
     code: int = 2
     message: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
 
 E = ["eval", "--bench", "b/bench.jsonl", "--predictions", "p.jsonl", "--quiet"]
@@ -128,6 +129,13 @@ CASES = [
         "not empty: pass --overwrite",
     ),
     Case("scenes-n-zero", ["synth", "scenes", "--n", "0", "--out", "x"], code=2, message="--n"),
+    Case(
+        "scenes-overwrite-the-current-folder",
+        ["synth", "scenes", "--n", "1", "--out", ".", "--overwrite"],
+        file_at("keep.txt"),
+        2,
+        "holds the current folder",
+    ),
     Case(
         "bench-out-not-empty", ["synth", "bench", "--out", "old"], file_at("old/bench.jsonl"), 2, "not empty"
     ),
@@ -231,6 +239,21 @@ CASES = [
         ["tags", "--description", "A blurry cat.", "--llm-url", DEAD_URL],
         code=3,
         message="does not answer",
+    ),
+    Case(
+        "tags-bad-url-in-settings",
+        ["tags", "--description", "A blurry cat."],
+        code=2,
+        message="invalid settings: GIQA_LLM__URL: Value error, 'notaurl' is not an http(s) URL",
+        env={"GIQA_LLM__URL": "notaurl"},
+    ),
+    Case(
+        "eval-bad-settings",
+        [*E, "--out", "r.json"],
+        good_inputs,
+        2,
+        "GIQA_EVAL__JUDGE_CONCURRENCY",
+        env={"GIQA_EVAL__JUDGE_CONCURRENCY": "0"},
     ),
     Case("tags-empty", ["tags", "--description", "  ", "--llm-url", DEAD_URL], code=2, message="empty"),
     # ---------------------------------------------------------------- detect / judge
@@ -537,7 +560,9 @@ def test_bad_input_gives_one_line_and_leaves_nothing(case: Case, workdir: Path) 
         pytest.skip("root writes into read-only folders")
     case.setup(workdir)
     before, children = snapshot(workdir), child_pids()
-    result = CliRunner().invoke(app, case.args)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, case.args, env=case.env)
+    get_settings.cache_clear()
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (
         f"{case.name}: {result.exception!r}"
     )
@@ -546,8 +571,9 @@ def test_bad_input_gives_one_line_and_leaves_nothing(case: Case, workdir: Path) 
     assert child_pids() <= children, f"{case.name}: a child process was left"
 
 
-SUBPROCESS_CASES = ["eval-predictions-are-a-png", "predict-dead-endpoint", "scenes-out-not-empty",
-                    "tags-llm-url-not-url", "eval-out-in-sysfs"]  # fmt: skip
+# each costs a fresh interpreter (~4 s on a busy 2-core machine): the kinds of failure, once each
+SUBPROCESS_CASES = ["tags-bad-url-in-settings", "eval-predictions-are-a-png", "predict-dead-endpoint",
+                    "eval-out-in-sysfs"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", [*SUBPROCESS_CASES, LLM_SERVE.name])
@@ -556,7 +582,7 @@ def test_real_process_stderr_and_exit_status(name: str, workdir: Path) -> None:
     case.setup(workdir)
     before = snapshot(workdir)
     shared = str(Path(__file__).resolve().parents[3] / "shared")
-    env = {**os.environ, "PYTHONPATH": shared + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, **case.env, "PYTHONPATH": shared + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run(
         [sys.executable, "-c", "from giqa.cli import main; main()", *case.args],
         capture_output=True,
