@@ -19,12 +19,8 @@ from typing import Annotated, Any, Literal
 import typer
 
 from giqa.cli.common import EXIT_UNAVAILABLE, url_option
+from giqa.cli.common import fail as _fail
 from giqa.settings import Settings, get_settings
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=code)
 
 
 @contextlib.contextmanager

@@ -59,7 +59,11 @@ class SafetyNetGroup(TyperGroup):
 
         try:
             return super().invoke(ctx)
-        except (LLMUnavailableError, ConnectionError) as exc:
+        except LLMUnavailableError as exc:
+            raise fail(f"the server does not answer: {exc}", EXIT_UNAVAILABLE) from exc
+        except ConnectionError as exc:
+            if type(exc) is not ConnectionError:  # a broken pipe or reset is not a server that is down
+                raise fail(_os_message(exc)) from exc
             raise fail(f"the server does not answer: {exc}", EXIT_UNAVAILABLE) from exc
         except (InputFileError, OutputPathError, SettingsError) as exc:
             raise fail(str(exc)) from exc

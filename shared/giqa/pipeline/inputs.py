@@ -141,9 +141,9 @@ def unique_keys(items: Iterable[InputItem]) -> Iterator[InputItem]:
 
 def read_inputs(descriptions: Path | None, images: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
     """Pick the adapter: ``.jsonl`` lines, ``.json`` LLaVA records, or (no file) ``.txt`` beside images."""
+    if not images.is_dir():
+        raise ValueError(f"images folder not found: {images}")
     if descriptions is None:
-        if not images.is_dir():
-            raise ValueError(f"images folder not found: {images}")
         return unique_keys(read_txt_folder(images, max_chars=max_chars))
     if not descriptions.is_file():
         raise ValueError(f"descriptions file not found: {descriptions}")
