@@ -208,8 +208,9 @@ def staged_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
 
     A non-empty ``out`` is refused (:class:`FileExistsError`) unless ``overwrite``, so files of an earlier
     run never mix with a new one (decided: a folder is replaced whole, not merged). The swap is two
-    renames: the old folder is moved aside, the new one moved in, the old one deleted. On failure the
-    temporary folder is removed and ``out`` is left as it was.
+    renames: the old folder is moved aside, the new one moved in, the old one deleted. An existing empty
+    folder is kept and filled (it may be a mount point or the current folder). On failure the temporary
+    folder is removed and ``out`` is left as it was.
     """
     shown, out = Path(out), Path(out).absolute()
     if out.exists() and not out.is_dir():
@@ -226,11 +227,18 @@ def staged_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         if out.is_dir() and not is_empty_dir(out):
             aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, aside / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(aside, ignore_errors=True)
+            try:
+                os.replace(staging, out)
+            except BaseException:
+                os.replace(aside / out.name, out)  # put the old set back
+                raise
+            finally:
+                shutil.rmtree(aside, ignore_errors=True)
+        elif out.is_dir():  # an empty folder (maybe a mount point, or the current one) stays; it is filled
+            for child in staging.iterdir():
+                os.replace(child, out / child.name)
+            staging.rmdir()
         else:
-            if out.is_dir():
-                out.rmdir()
             os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -171,3 +171,15 @@ def test_paths_stay_inside_their_root(tmp_path: Path, relative: str, ok: bool) -
     else:
         with pytest.raises(ValueError, match="absolute|leads outside"):
             inside(tmp_path, relative)
+
+
+def test_an_empty_current_folder_is_filled_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with staged_dir(".") as stage:
+        (stage / "a.txt").write_text("1")
+    assert Path.cwd() == here and (here / "a.txt").read_text() == "1"
+    assert listing(tmp_path) == ["here", "here/a.txt"]
+    with pytest.raises(FileExistsError, match="holds the current folder"), staged_dir(".", overwrite=True):
+        pass
