@@ -1,8 +1,9 @@
 """``giqa annotate`` (the automated annotation pipeline) and ``giqa tags`` (Stage 1 alone, for debugging).
 
 Without an LLM URL both start the embedded llama.cpp server (SmolLM2-135M) and stop it afterwards. Bad
-configuration (no detector weights, a missing input file, an earlier run in --out without --resume) ends
-with a one-line message on stderr and exit code 2; bad samples are recorded in the audit, not fatal.
+configuration (no detector weights, a missing or empty input file, an earlier run in --out without --resume)
+ends with a one-line message on stderr and exit code 2 (3: the LLM server does not answer); bad samples
+(an image path outside --images among them) are recorded in the audit, not fatal.
 """
 
 from __future__ import annotations
