@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from giqa.evaluation.io import read_bench
-from giqa.files import atomic_write_lines, check_output_file, inside, iter_lines
+from giqa.files import atomic_write_lines, check_output_file, iter_lines
 from giqa.ports import GroundedVLM
 from giqa.schemas import BenchItem, Prediction
 
@@ -67,11 +67,14 @@ def _done(out: Path) -> tuple[list[str], list[str], bool]:
 
 
 def _image_path(bench_file: Path, item: BenchItem) -> Path:
-    """The item's image, relative to the bench file and inside its folder (:func:`giqa.files.inside`)."""
-    try:
-        return inside(bench_file.parent, item.image)
-    except ValueError as exc:
-        raise PredictError(f"bench item {item.id}: {exc}") from None
+    """The item's image: relative to the bench file, or absolute.
+
+    (decided) Unlike ``giqa annotate``'s inputs, a bench's paths are not confined to its folder: a bench is a
+    reference the user chose, and a slice of a bench in another folder legitimately points at ``../images``
+    or at absolute paths (DESIGN §3.4).
+    """
+    path = Path(item.image)
+    return path if path.is_absolute() else bench_file.parent / path
 
 
 def plan_predictions(

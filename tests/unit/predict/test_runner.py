@@ -111,8 +111,8 @@ def test_the_plan_checks_everything_and_writes_nothing(bench: Path, tmp_path: Pa
     with pytest.raises(OutputPathError, match="is a folder"):
         plan_predictions(bench, tmp_path / "folder")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(bench.read_text().replace("images/a.png", "../a.png", 1))
-    with pytest.raises(PredictError, match="leads outside"):
+    bad.write_text(bench.read_text().replace("images/a.png", "images/gone.png", 1))
+    with pytest.raises(PredictError, match="1 bench image"):
         plan_predictions(bad, tmp_path / "p.jsonl")
     plan = plan_predictions(bench, tmp_path / "new" / "p.jsonl", limit=3)
     assert [it.id for it in plan.todo] == ["q0", "q1", "q2"] and not (tmp_path / "new").exists()
