@@ -114,26 +114,23 @@ def evaluate_command(
         raise typer.BadParameter("--judge-dialect is json_schema or json_object")
 
     from giqa.evaluation.io import read_bench, read_predictions
-    from giqa.evaluation.report import evaluate
-    from giqa.evaluation.table import format_summary, format_table
-    from giqa.files import (
-        InputFileError,
-        OutputPathError,
-        atomic_write_json,
-        atomic_write_jsonl,
-        check_output_file,
-    )
-    from giqa.llm.errors import LLMUnavailableError
-    from giqa.metrics.similarity import MiniLMSimilarity
+    from giqa.files import InputFileError, OutputPathError, check_output_file
 
     items_path = items_out or out.with_name(f"{out.stem}.items.jsonl")
-    try:  # every input read and every output checked before the model and the judge start
+    try:  # inputs read and outputs checked before the heavy imports, the model and the judge
         check_output_file(out, "report --out")
         check_output_file(items_path, "--items")
         items = read_bench(bench)
         preds = read_predictions(predictions, [it.id for it in items])
     except (InputFileError, OutputPathError) as exc:
         raise fail(str(exc)) from exc
+
+    from giqa.evaluation.report import evaluate
+    from giqa.evaluation.table import format_summary, format_table
+    from giqa.files import atomic_write_json, atomic_write_jsonl
+    from giqa.llm.errors import LLMUnavailableError
+    from giqa.metrics.similarity import MiniLMSimilarity
+
     overrides = {"model": judge_model, "dialect": judge_dialect}
     try:
         with _judge(judge_url, embedded_judge, no_judge, cache_dir, concurrency, overrides) as judge:
