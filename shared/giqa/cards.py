@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from giqa.files import inside
+
 
 @dataclass
 class Box:
@@ -58,7 +60,7 @@ def svg_boxes(card: Card, width: int, height: int, scale: int) -> str:
 
 
 def card_html(card: Card, root: Path, scale: int = 3) -> str:
-    image_path = root / card.image
+    image_path = inside(root, card.image)  # a bench or dataset file cannot point the page elsewhere
     with Image.open(image_path) as img:
         width, height = img.size
         fmt = (img.format or "png").lower()

@@ -97,7 +97,11 @@ class Sample(_Model):
 
 
 class BenchItem(_Model):
-    """One line of a GIQA-Bench JSONL file; ``image`` is relative to the bench file."""
+    """One line of a GIQA-Bench JSONL file; ``image`` is relative to the bench file.
+
+    (decided) A VQA item without a mode (or mode ``none``) is a whole-image question, as Q-Bench-style sets
+    bring ("Is the image noisy?"): it has no boxes, and Acc(Y)/Acc(W) score it like any other.
+    """
 
     id: str = Field(min_length=1)
     task: Task
@@ -110,7 +114,7 @@ class BenchItem(_Model):
 
     @model_validator(mode="after")
     def _kind_is_consistent(self) -> BenchItem:
-        _check_kind(self.task, self.qtype, self.mode or "none")
+        _check_kind(self.task, self.qtype, self.mode or "none", whole_image_vqa=True)
         if self.task == "vqa" and self.qtype == "yes_no":
             word = self.answer.strip().rstrip(".").lower()
             if word not in ("yes", "no"):
@@ -127,7 +131,7 @@ class Prediction(_Model):
     response: str
 
 
-def _check_kind(task: str, qtype: str | None, mode: str) -> None:
+def _check_kind(task: str, qtype: str | None, mode: str, *, whole_image_vqa: bool = False) -> None:
     if task == "des":
         if qtype is not None:
             raise ValueError(f"a des sample has no qtype, got {qtype!r}")
@@ -136,7 +140,7 @@ def _check_kind(task: str, qtype: str | None, mode: str) -> None:
     else:
         if qtype is None:
             raise ValueError("a vqa sample needs a qtype (yes_no, what, why or how)")
-        if mode == "none":
+        if mode == "none" and not whole_image_vqa:
             raise ValueError("a vqa sample's mode is 'referring' or 'grounding'")
 
 

@@ -7,12 +7,28 @@ deployments set URLs. Nothing else in the code reads environment variables.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def http_url(value: str) -> str:
+    """``value`` without a trailing slash if it is an http(s) URL with a host (and a valid port), else a
+    :class:`ValueError` saying what is wrong (the one check the settings and every ``--...-url`` share)."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or 0 < parts.port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ValueError(f"{value!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+    return text.rstrip("/")
 
 
 class LLMSettings(BaseModel):
@@ -36,16 +52,14 @@ class LLMSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"LLM url must start with http:// or https://, got {value!r}")
-        return value.rstrip("/") if value else value
+        return None if value is None else http_url(value)
 
 
 class EvalSettings(BaseModel):
     """The GIQA-Bench evaluator's judge (the LLM itself is the ``llm`` section)."""
 
     judge_cache_dir: Path | None = Field(
-        None, description="judge score cache; default <data_dir>/judge_cache"
+        None, description="judge score cache; default <cache_dir>/judge_cache"
     )
     judge_concurrency: int = Field(4, ge=1, description="judge requests in flight")
 
@@ -89,11 +103,21 @@ class AnnotateSettings(BaseModel):
     max_description_chars: int = Field(4000, ge=1, description="longer descriptions are refused")
 
 
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/giqa``, else ``~/.cache/giqa`` (decided): a cache outlives the run that filled it
+    and is shared by runs started from any folder, so it never lands in the working directory."""
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "giqa"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GIQA_", env_nested_delimiter="__", extra="ignore")
 
     environment: Literal["development", "test", "production"] = "development"
-    data_dir: Path = Field(Path("data"), description="embedded object storage and caches")
+    data_dir: Path = Field(Path("data"), description="embedded object storage")
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir, description="caches (judge scores); default $XDG_CACHE_HOME/giqa"
+    )
     grid_n: int = Field(20, ge=1, description="grid columns (paper n)")
     grid_m: int = Field(20, ge=1, description="grid rows (paper m)")
     llm: LLMSettings = Field(default_factory=LLMSettings)
@@ -102,6 +126,21 @@ class Settings(BaseSettings):
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
 
 
+class SettingsError(ValueError):
+    """Settings from the environment that do not validate (a one-line account of every bad field)."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"GIQA_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+
+
+def judge_cache_dir(settings: Settings) -> Path:
+    """Where ``giqa eval`` caches judge scores: ``eval.judge_cache_dir``, else ``<cache_dir>/judge_cache``."""
+    return settings.eval.judge_cache_dir or settings.cache_dir / "judge_cache"

@@ -138,4 +138,4 @@ def test_dead_llm_url_is_refused_up_front() -> None:
 
     dead = f"http://127.0.0.1:{free_port()}/v1"
     done = giqa("tags", "--description", "The red circle is blurry.", "--llm-url", dead)
-    assert done.returncode == 2 and "does not answer" in done.stderr
+    assert done.returncode == 3 and "does not answer" in done.stderr  # 3: a server that is down

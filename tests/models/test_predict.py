@@ -240,4 +240,5 @@ def test_an_unreachable_endpoint_is_a_clear_error(bench_slice: Path, tmp_path: P
     result = runner.invoke(
         app, ["predict", "--bench", str(bench_slice), "--model", url, "--out", str(tmp_path / "p")]
     )
-    assert result.exit_code == 2 and "cannot list models" in result.output
+    assert result.exit_code == 3 and "cannot list models" in result.output
+    assert not (tmp_path / "p").exists(), "nothing is written when the endpoint is down"

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import numpy as np
 
 from giqa.backends.classical import CLASSES, FEATURES, Curve, feature_value
 from giqa.backends.classical_measure import measure
+from giqa.files import atomic_write_text
 
 # GIQA-Synth degradation kind -> the judge's defect class
 KIND_TO_CLASS: dict[str, str] = {
@@ -159,15 +158,7 @@ def to_json(data: dict[str, Any]) -> str:
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(to_json(data))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, to_json(data))
 
 
 def main(argv: list[str] | None = None) -> int:

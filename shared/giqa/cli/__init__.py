@@ -1,5 +1,5 @@
 """The ``giqa`` command line. Each sub-command group lives in its own module; heavy imports stay inside
-the commands so ``giqa --help`` answers at once."""
+the commands so ``giqa --help`` answers at once. Errors and exit codes: :mod:`giqa.cli.common`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import typer
 
 from giqa.cli.annotate import annotate as annotate_command
 from giqa.cli.annotate import tags as tags_command
+from giqa.cli.common import SafetyNetGroup
 from giqa.cli.eval import app as eval_app
 from giqa.cli.llm import app as llm_app
 from giqa.cli.predict import predict_command
@@ -15,6 +16,7 @@ from giqa.cli.stages import judge as judge_command
 from giqa.cli.synth import app as synth_app
 
 app = typer.Typer(
+    cls=SafetyNetGroup,
     name="giqa",
     help="Grounding image quality assessment: synthetic data, annotation, evaluation.",
     no_args_is_help=True,

@@ -1,13 +1,15 @@
 """``giqa annotate`` (the automated annotation pipeline) and ``giqa tags`` (Stage 1 alone, for debugging).
 
 Without an LLM URL both start the embedded llama.cpp server (SmolLM2-135M) and stop it afterwards. Bad
-configuration (no detector weights, a missing input file, an earlier run in --out without --resume) ends
-with a one-line message on stderr and exit code 2; bad samples are recorded in the audit, not fatal.
+configuration (no detector weights, a missing or empty input file, an earlier run in --out without --resume)
+ends with a one-line message on stderr and exit code 2 (3: the LLM server does not answer); bad samples
+(an image path outside --images among them) are recorded in the audit, not fatal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import sys
 import time
@@ -17,12 +19,9 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from giqa.cli.common import EXIT_UNAVAILABLE, url_option
+from giqa.cli.common import fail as _fail
 from giqa.settings import Settings, get_settings
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 @contextlib.contextmanager
@@ -36,7 +35,7 @@ def chat_llm(settings: Settings, url: str | None) -> Iterator[Any]:
         health = client.health()
         if not health.ok:  # refuse up front rather than fail every sample after its retries
             client.close()
-            raise _fail(f"the LLM server does not answer: {health.detail}")
+            raise _fail(f"the LLM server does not answer: {health.detail}", EXIT_UNAVAILABLE)
         try:
             yield client
         finally:
@@ -96,7 +95,11 @@ def annotate(
     ] = None,
     llm_url: Annotated[
         str | None,
-        typer.Option("--llm-url", help="OpenAI-compatible /v1 URL (default: settings, else embedded)"),
+        typer.Option(
+            "--llm-url",
+            callback=url_option,
+            help="OpenAI-compatible /v1 URL (default: settings, else embedded)",
+        ),
     ] = None,
     detector: Annotated[
         Path | None,
@@ -119,6 +122,7 @@ def annotate(
     image), stats.md / stats.json (Table 1 and the run report), box_area.png (raw vs refined box areas).
     """
     from giqa.backends.factory import JudgeConfigError, make_detector, make_judge
+    from giqa.files import OutputPathError, check_output_dir
     from giqa.pipeline.export import export_from_audit
     from giqa.pipeline.inputs import read_inputs
     from giqa.pipeline.run import Backends, run_annotation
@@ -130,10 +134,15 @@ def annotate(
             "GIQA_PIPELINE__DETECTOR_MODEL; the pipeline does not invent boxes"
         )
     try:
+        check_output_dir(out, "--out")
         items = read_inputs(descriptions, images, max_chars=settings.annotate.max_description_chars)
+        first = next(items, None)  # an empty input is an error before any model or server starts
+        if first is None:
+            raise ValueError(f"no (image, description) pairs in {descriptions or images}")
+        items = itertools.chain([first], items)
         detector_backend = make_detector(settings.pipeline, model=detector)
         judge_backend = make_judge(settings.pipeline, backend=judge, model=judge_model)
-    except (ValueError, FileNotFoundError, JudgeConfigError) as exc:
+    except (ValueError, FileNotFoundError, JudgeConfigError, OutputPathError) as exc:
         raise _fail(str(exc)) from exc
     config = _config(settings, form or settings.pipeline.box_form)
     started = time.perf_counter()
@@ -166,7 +175,11 @@ def tags(
     description: Annotated[str, typer.Option("--description", help="the quality description to tag")],
     llm_url: Annotated[
         str | None,
-        typer.Option("--llm-url", help="OpenAI-compatible /v1 URL (default: settings, else embedded)"),
+        typer.Option(
+            "--llm-url",
+            callback=url_option,
+            help="OpenAI-compatible /v1 URL (default: settings, else embedded)",
+        ),
     ] = None,
     mode: Annotated[
         Literal["sentences", "constrained", "free"] | None,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from giqa.cli.common import EXIT_UNAVAILABLE, fail, url_option
 
 app = typer.Typer(
     help="Score predictions on GIQA-Bench: BLEU@4, LLM-Score, Acc(Y/W/Total), mIoU, Tag-Recall.",
@@ -34,11 +35,11 @@ def _judge(
     from giqa.evaluation.judge import Judge
     from giqa.llm.client import OpenAIChatClient
     from giqa.llm.errors import LLMUnavailableError
-    from giqa.settings import get_settings
+    from giqa.settings import get_settings, judge_cache_dir
 
     settings = get_settings()
     llm_settings = settings.llm.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    cache = JudgeCache(cache_dir or settings.eval.judge_cache_dir or settings.data_dir / "judge_cache")
+    cache = JudgeCache(cache_dir or judge_cache_dir(settings))
     workers = concurrency or settings.eval.judge_concurrency
     url = None if embedded else (judge_url or settings.llm.url)
     try:
@@ -76,7 +77,7 @@ def evaluate_command(
         None, "--name", help="method name in the printed table (default: file stem)"
     ),
     judge_url: str | None = typer.Option(
-        None, "--judge-url", help="OpenAI-compatible judge server, ending in /v1"
+        None, "--judge-url", callback=url_option, help="OpenAI-compatible judge server, ending in /v1"
     ),
     judge_model: str | None = typer.Option(
         None, "--judge-model", help="model name at --judge-url (vLLM's served name)"
@@ -88,7 +89,11 @@ def evaluate_command(
     ),
     embedded_judge: bool = typer.Option(False, "--embedded-judge", help="start the embedded SmolLM2 judge"),
     no_judge: bool = typer.Option(False, "--no-judge", help="no judge: LLM-Score and Acc(W) are N/A"),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="judge score cache folder"),
+    cache_dir: Path | None = typer.Option(
+        None,
+        "--cache-dir",
+        help="judge score cache (default: settings eval.judge_cache_dir, else ~/.cache/giqa/judge_cache)",
+    ),
     concurrency: int | None = typer.Option(
         None, "--judge-concurrency", min=1, help="judge requests in flight"
     ),
@@ -112,38 +117,37 @@ def evaluate_command(
     if judge_dialect not in (None, "json_schema", "json_object"):
         raise typer.BadParameter("--judge-dialect is json_schema or json_object")
 
-    from giqa.evaluation.io import (
-        BenchError,
-        read_bench,
-        read_predictions,
-        write_json_atomic,
-        write_jsonl_atomic,
-    )
+    from giqa.evaluation.io import read_bench, read_predictions
+    from giqa.files import InputFileError, OutputPathError, check_output_file
+
+    items_path = items_out or out.with_name(f"{out.stem}.items.jsonl")
+    try:  # inputs read and outputs checked before the heavy imports, the model and the judge
+        check_output_file(out, "report --out")
+        check_output_file(items_path, "--items")
+        if html_out is not None:
+            check_output_file(html_out, "--html")
+        items = read_bench(bench)
+        preds = read_predictions(predictions, [it.id for it in items])
+    except (InputFileError, OutputPathError) as exc:
+        raise fail(str(exc)) from exc
+
     from giqa.evaluation.report import evaluate
     from giqa.evaluation.table import format_summary, format_table
+    from giqa.files import atomic_write_json, atomic_write_jsonl
     from giqa.llm.errors import LLMUnavailableError
     from giqa.metrics.similarity import MiniLMSimilarity
 
-    try:
-        items = read_bench(bench)
-        preds = read_predictions(predictions, [it.id for it in items])
-    except (BenchError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     overrides = {"model": judge_model, "dialect": judge_dialect}
     try:
         with _judge(judge_url, embedded_judge, no_judge, cache_dir, concurrency, overrides) as judge:
             result = evaluate(items, preds, similarity=MiniLMSimilarity(), judge=judge, progress=not quiet)
     except LLMUnavailableError as exc:  # the embedded server's start errors are of this kind too
-        typer.echo(
-            f"error: the judge is unavailable: {exc}\n(scores already given are cached; rerun to go on)",
-            err=True,
-        )
-        raise typer.Exit(3) from exc
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, result.report)
-    items_path = items_out or out.with_name(f"{out.stem}.items.jsonl")
-    write_jsonl_atomic(items_path, result.items)
+        raise fail(
+            f"the judge is unavailable: {exc} (scores already given are cached; rerun to go on)",
+            EXIT_UNAVAILABLE,
+        ) from exc
+    atomic_write_json(out, result.report)
+    atomic_write_jsonl(items_path, result.items)
     if html_out is not None:
         from giqa.evaluation.html_report import write_report_html
 
@@ -173,23 +177,30 @@ def compare_command(
     """Draw several reports in one chart and print them as one table."""
     from giqa.evaluation.compare import compare_chart
     from giqa.evaluation.table import format_table
+    from giqa.files import InputFileError, OutputPathError, check_output_file, read_json
 
     labels = [n.strip() for n in names.split(",")] if names else [p.stem for p in reports]
     if len(labels) != len(reports):
         raise typer.BadParameter(f"{len(labels)} names for {len(reports)} reports")
-    loaded = []
-    for label, path in zip(labels, reports, strict=True):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            typer.echo(f"error: cannot read report {path}: {exc}", err=True)
-            raise typer.Exit(2) from exc
-        if not isinstance(data, dict) or "des" not in data or "vqa" not in data:
-            typer.echo(f"error: {path} is not a GIQA-Bench report (no 'des'/'vqa' sections)", err=True)
-            raise typer.Exit(2)
-        loaded.append((label, data))
     if kind not in ("radar", "bars"):
         raise typer.BadParameter("--kind is radar or bars")
+    loaded = []
+    try:
+        check_output_file(out, "chart --out")
+        for label, path in zip(labels, reports, strict=True):
+            data = read_json(path)
+            if not _is_report(data):
+                raise fail(
+                    f"{path} is not a GIQA-Bench report written by `giqa eval` (no 'des'/'vqa' scores)"
+                )
+            loaded.append((label, data))
+    except (InputFileError, OutputPathError) as exc:
+        raise fail(str(exc)) from exc
     compare_chart(loaded, out, kind=kind, title=title)  # type: ignore[arg-type]
     typer.echo(format_table(loaded))
     typer.echo(f"chart: {out}")
+
+
+def _is_report(data: Any) -> bool:
+    """A report has the DESIGN §3.4 sections as objects (their values may be null)."""
+    return isinstance(data, dict) and all(isinstance(data.get(k), dict) for k in ("des", "vqa"))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from giqa.cli.common import EXIT_UNAVAILABLE, check_url, fail
+
 
 def predict_command(
     bench: Path = typer.Option(..., "--bench", help="bench JSONL (DESIGN §3.4)"),
@@ -30,44 +32,54 @@ def predict_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
-    """Run a LLaVA-family model (local checkpoint or vLLM endpoint) over a bench, batched and resumable."""
-    from giqa.evaluation.io import BenchError
+    """Run a LLaVA-family model (local checkpoint or vLLM endpoint) over a bench, batched and resumable.
+
+    The bench, its images and --out are checked before the model loads or the endpoint is called.
+    """
+    from giqa.files import InputFileError, OutputPathError
+    from giqa.llm.errors import LLMUnavailableError
     from giqa.ports import GroundedVLM
-    from giqa.predict.runner import PredictError, run_predictions
+    from giqa.predict.runner import PredictError, plan_predictions, run_plan
 
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite exclude each other")
+    is_url = "://" in model  # a checkpoint folder never has one; a malformed URL is refused, not loaded
+    if is_url:
+        model = check_url(model, "--model")
+    try:
+        plan = plan_predictions(bench, out, resume=resume, overwrite=overwrite, limit=limit)
+    except (InputFileError, OutputPathError, PredictError) as exc:
+        raise fail(str(exc)) from exc
     vlm: GroundedVLM
     try:
-        if model.startswith(("http://", "https://")):
+        if is_url:
             from giqa.predict.remote import OpenAIVisionVLM
 
             vlm = OpenAIVisionVLM.connect(model, model=served_model, concurrency=concurrency)
+            health = vlm.health()
+            if not health.ok:
+                raise ConnectionError(health.detail)
         else:
             from giqa.models.llava import CheckpointError, detect_arch
 
             try:
                 detect_arch(model)  # a clear message before torch is even imported
             except CheckpointError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(2) from exc
+                raise fail(str(exc)) from exc
             from giqa.predict.local import TransformersVLM
 
             vlm = TransformersVLM(model, device=device, dtype=dtype)
-        summary = run_predictions(
-            bench,
-            vlm,
-            out,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            resume=resume,
-            overwrite=overwrite,
-            limit=limit,
-            progress=not quiet,
+    except ConnectionError as exc:
+        raise fail(f"the model endpoint does not answer: {exc}", EXIT_UNAVAILABLE) from exc
+    try:
+        summary = run_plan(
+            plan, vlm, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=not quiet
         )
-    except (BenchError, PredictError, ConnectionError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    except (ConnectionError, LLMUnavailableError) as exc:
+        kept = "; the answers so far are kept, --resume goes on" if out.is_file() else ""
+        raise fail(f"the model endpoint stopped answering: {exc}{kept}", EXIT_UNAVAILABLE) from exc
+    except PredictError as exc:
+        raise fail(str(exc)) from exc
     typer.echo(
         f"{summary.answered} answered, {summary.already_done} already in {summary.out} "
         f"({summary.total} items); model {vlm.model_name}"

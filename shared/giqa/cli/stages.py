@@ -14,12 +14,8 @@ from typing import Annotated, Any, Literal
 import typer
 
 from giqa.boxes import BoxError, as_box
+from giqa.cli.common import fail as _fail
 from giqa.settings import get_settings
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def _emit(payload: dict[str, Any]) -> None:

@@ -33,9 +33,17 @@ def _config(size: int, min_objects: int, max_objects: int, p_hard: float, box_fo
         _fail(str(exc))
 
 
-def _out_dir(out: Path) -> None:
+OVERWRITE_HELP = "replace a non-empty --out folder whole (default: refuse it)"
+
+
+def _out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse before any work: a file in the folder's place, or an earlier set without --overwrite."""
+    from giqa.files import is_empty_dir
+
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} exists and is not a directory")
+    if out.is_dir() and not is_empty_dir(out) and not overwrite:
+        _fail(f"--out {out} is not empty: pass --overwrite to replace it whole, or choose another folder")
 
 
 @app.command()
@@ -52,13 +60,17 @@ def scenes(
     p_hard: float = typer.Option(0.25, "--p-hard", min=0.0, max=1.0, help="share of 'two of a kind' scenes"),
     box_form: str = typer.Option("grid", "--box-form", help="box text form: grid or norm"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Write a training-style set: N scenes as images/*.png plus annotations.jsonl."""
     from giqa.synth.writer import write_scenes
 
-    _out_dir(out)
+    _out_dir(out, overwrite)
     config = _config(size, min_objects, max_objects, p_hard, box_form)
-    path = write_scenes(n, seed, out, config, progress=progress, start=start)
+    try:
+        path = write_scenes(n, seed, out, config, progress=progress, start=start, overwrite=overwrite)
+    except (FileExistsError, NotADirectoryError) as exc:
+        _fail(str(exc))
     typer.echo(f"wrote {n} scenes to {path}")
 
 
@@ -71,15 +83,19 @@ def bench(
     size: int = typer.Option(128, "--size", min=48, max=2048, help="image side in pixels"),
     box_form: str = typer.Option("grid", "--box-form", help="box text form: grid or norm"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Write a GIQA-Synth-Bench: 100 images, 100 DES + 150 VQA items in the paper's mix."""
     from collections import Counter
 
     from giqa.synth.bench import read_bench, write_bench
 
-    _out_dir(out)
+    _out_dir(out, overwrite)
     config = _config(size, 2, 5, 0.25, box_form)
-    path = write_bench(seed, out, config, progress=progress)
+    try:
+        path = write_bench(seed, out, config, progress=progress, overwrite=overwrite)
+    except (FileExistsError, NotADirectoryError) as exc:
+        _fail(str(exc))
     items = read_bench(path)
     mix = Counter(i.qtype or "des" for i in items)
     yes = sum(1 for i in items if i.qtype == "yes_no" and i.answer == "Yes.")
@@ -107,6 +123,7 @@ def export(
     ),
 ) -> None:
     """Export a scenes folder as LLaVA conversation records (one DES sample + the VQA items per scene)."""
+    from giqa.files import OutputPathError, check_output_file
     from giqa.synth.export import SAMPLE_KINDS, YES_NO_STYLES, write_llava
 
     if not directory.is_dir():
@@ -117,8 +134,9 @@ def export(
         kinds = [k.strip() for k in only.split(",") if k.strip()]
         if not kinds or set(kinds) - set(SAMPLE_KINDS):
             _fail(f"--only takes kinds among {', '.join(SAMPLE_KINDS)}, got {only!r}")
+        check_output_file(out, "--out")
         path, count = write_llava(directory, out, yes_no_style=yes_no_style, kinds=kinds)  # type: ignore[arg-type]
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, OutputPathError) as exc:
         _fail(str(exc))
     typer.echo(f"wrote {count} samples to {path}")
 
@@ -133,14 +151,18 @@ def preview(
     limit: int = typer.Option(60, "--limit", min=1, help="at most this many images"),
 ) -> None:
     """Draw the ground-truth boxes and labels over the images, beside their texts, in one HTML page."""
+    from giqa.files import OutputPathError, check_output_file
     from giqa.synth.preview import write_html, write_sheet
 
     if not directory.is_dir():
         _fail(f"{directory} is not a directory")
     try:
+        check_output_file(out, "--out")
+        if png is not None:
+            check_output_file(png, "--png")
         page = write_html(directory, out, limit)
         typer.echo(f"wrote {page}")
         if png is not None:
             typer.echo(f"wrote {write_sheet(directory, png, limit)}")
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, OutputPathError) as exc:
         _fail(str(exc))

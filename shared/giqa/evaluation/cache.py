@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from giqa.files import OutputPathError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS judge_scores (
     key TEXT PRIMARY KEY,
@@ -37,12 +39,18 @@ class JudgeCache:
 
     def __init__(self, directory: str | Path) -> None:
         self.path = Path(directory) / self.FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # One connection shared by the judge's threads, serialized by the lock; autocommit per statement.
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One connection shared by the judge's threads, serialized by the lock; autocommit per statement.
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise OutputPathError(
+                f"cannot open the judge cache {self.path}: {exc} "
+                "(choose --cache-dir or settings eval.judge_cache_dir)"
+            ) from exc
 
     def get(self, key: str) -> int | None:
         with self._lock:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from giqa.evaluation.table import COLUMNS
+from giqa.files import atomic_writer
 
 ChartKind = Literal["radar", "bars"]
 
@@ -89,8 +90,9 @@ def compare_chart(
         raise ValueError(f"unknown chart kind {kind!r}; expected 'radar' or 'bars'")
     ax.set_title(title or "GIQA-Bench")
     fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        with atomic_writer(out, "wb") as handle:
+            fig.savefig(handle, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return out

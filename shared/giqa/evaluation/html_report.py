@@ -61,7 +61,7 @@ def write_report_html(
     extra_html: str = "",
 ) -> Path:
     """Write the page to ``out`` atomically: a metric row per named report, then up to ``limit`` items."""
-    from giqa.synth.writer import atomic_write_bytes
+    from giqa.files import atomic_write_bytes
 
     by_id = {str(r["id"]): r for r in rows}
     cards = [item_card(it, responses.get(it.id), by_id.get(it.id)) for it in list(items)[:limit]]

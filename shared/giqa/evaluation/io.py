@@ -1,9 +1,12 @@
-"""Reading bench and prediction files (DESIGN §3.4).
+"""Reading bench and prediction files (DESIGN §3.4), the one home of both readers.
 
-The bench is the reference: a malformed bench line is a clear error naming the line. A prediction file is a
-model's output: every defect in it (non-JSON lines, lines that are not predictions, duplicate or unknown ids,
-empty responses, bench items without a prediction) is counted and listed, never raised, and the affected
-items score zero.
+Both read through :func:`giqa.files.iter_lines` (a leading BOM is dropped, bytes that are not UTF-8 are a
+defect of their line, never replaced). The bench is the reference: a malformed bench line is a clear error
+naming the line. A prediction file is a model's output: every defect in it (lines that are not UTF-8, not
+JSON or not predictions, duplicate or unknown ids, empty responses, bench items without a prediction) is
+counted and listed, never raised, and the affected items score zero. (decided) A file in which no line
+at all is a prediction for this bench (the bench itself, an image, another bench's predictions, an empty
+file) is refused: scoring it would print a table of zeros for a wrong path.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from giqa.files import InputFileError, iter_lines
 from giqa.schemas import BenchItem, Prediction
 
 
-class BenchError(ValueError):
+class BenchError(InputFileError):
     """A bench file that cannot be used as the reference."""
+
+
+class PredictionsError(InputFileError):
+    """A predictions file with nothing in it to score against this bench."""
 
 
 @dataclass(slots=True)
@@ -60,18 +68,17 @@ def read_bench(path: str | Path) -> list[BenchItem]:
         raise BenchError(f"bench file not found: {path}")
     items: list[BenchItem] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = BenchItem.model_validate_json(line)
-            except ValidationError as exc:
-                raise BenchError(f"{path}:{number}: not a bench item: {_first_error(exc)}") from exc
-            if item.id in seen:
-                raise BenchError(f"{path}:{number}: duplicate bench id {item.id!r}")
-            seen.add(item.id)
-            items.append(item)
+    for line in iter_lines(path):
+        if line.problem:
+            raise BenchError(f"{path}:{line.number}: {line.problem}; is it a bench JSONL file?")
+        try:
+            item = BenchItem.model_validate_json(line.text)
+        except ValidationError as exc:
+            raise BenchError(f"{path}:{line.number}: not a bench item: {_first_error(exc)}") from exc
+        if item.id in seen:
+            raise BenchError(f"{path}:{line.number}: duplicate bench id {item.id!r}")
+        seen.add(item.id)
+        items.append(item)
     if not items:
         raise BenchError(f"bench file {path} has no items")
     return items
@@ -80,30 +87,44 @@ def read_bench(path: str | Path) -> list[BenchItem]:
 def read_predictions(path: str | Path, bench_ids: Sequence[str]) -> PredictionSet:
     """The predictions for ``bench_ids``; the first line for an id wins, defects are recorded.
 
-    A missing file is an error (a typo in a path must not score as "all predictions missing").
+    A missing file is an error (a typo in a path must not score as "all predictions missing"), and so is
+    a file without a single prediction for ``bench_ids`` (:class:`PredictionsError`).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
+        raise PredictionsError(f"predictions file not found: {path}")
     known = set(bench_ids)
     result = PredictionSet()
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            result.lines += 1
-            prediction = _parse_line(line)
-            if prediction is None:
-                result.invalid_lines.append(number)
-            elif prediction.id not in known:
-                result.unknown_ids.append(prediction.id)
-            elif prediction.id in result.responses:
-                result.duplicate_ids.append(prediction.id)
-            else:
-                result.responses[prediction.id] = prediction.response
+    for line in iter_lines(path):
+        result.lines += 1
+        prediction = None if line.problem else _parse_line(line.text)
+        if prediction is None:
+            result.invalid_lines.append(line.number)
+        elif prediction.id not in known:
+            result.unknown_ids.append(prediction.id)
+        elif prediction.id in result.responses:
+            result.duplicate_ids.append(prediction.id)
+        else:
+            result.responses[prediction.id] = prediction.response
+    if not result.responses:
+        raise PredictionsError(_nothing_to_score(path, result))
     result.empty_ids = [i for i in bench_ids if i in result.responses and not result.responses[i].strip()]
     result.missing_ids = [i for i in bench_ids if i not in result.responses]
     return result
+
+
+def _nothing_to_score(path: Path, result: PredictionSet) -> str:
+    if not result.lines:
+        return f"predictions file {path} is empty"
+    why = []
+    if result.invalid_lines:
+        why.append(f"{len(result.invalid_lines)} not {{id, response}} JSON objects")
+    if result.unknown_ids:
+        why.append(f"{len(result.unknown_ids)} with ids not in the bench")
+    return (
+        f"{path} holds no prediction for this bench ({result.lines} line(s): {', '.join(why)}); "
+        'a predictions file has one {"id", "response"} object per line'
+    )
 
 
 def _parse_line(line: str) -> Prediction | None:
@@ -125,18 +146,3 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ())) or "line"
     return f"{where}: {err.get('msg', 'invalid')}"
-
-
-def write_jsonl_atomic(path: Path, rows: Sequence[dict[str, object]]) -> None:
-    """Write a JSONL file through a temporary file and a rename, so a reader never sees half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)

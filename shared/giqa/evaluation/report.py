@@ -235,6 +235,8 @@ def evaluate(
             "vqa_items": len(bench) - len(des),
             "yes_no_items": len(yes_no),
             "wwh_items": len(wwh),
+            # whole-image questions (mode none): scored by Acc(Y)/Acc(W), no boxes to match
+            "whole_image_vqa_items": sum(1 for it in bench if it.task == "vqa" and it.mode in (None, "none")),
             "des_gt_boxes": splits["des"].gt_boxes,
             "vqa_gt_boxes": splits["vqa"].gt_boxes,
             "des_responses_with_boxes": splits["des"].responses_with_boxes,

@@ -63,7 +63,9 @@ def format_summary(report: dict[str, Any]) -> str:
     out.append(
         f"items: {counts.get('bench_items')} ({counts.get('des_items')} DES, "
         f"{counts.get('yes_no_items')} yes/no, "
-        f"{counts.get('wwh_items')} what/why/how); predictions used {counts.get('predictions_used')}"
+        f"{counts.get('wwh_items')} what/why/how"
+        + (f", {n} whole-image VQA" if (n := counts.get("whole_image_vqa_items")) else "")
+        + f"); predictions used {counts.get('predictions_used')}"
     )
     defects = [
         (counts.get("missing_predictions"), "missing (score 0)"),

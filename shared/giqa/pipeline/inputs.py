@@ -5,16 +5,25 @@
 - a folder of images with same-named ``.txt`` descriptions (``cat.jpg`` + ``cat.txt``).
 
 A bad entry does not stop the run: it becomes an :class:`InputItem` with a ``problem`` (invalid JSON, a
-missing field, a description that is empty, too long or not UTF-8) and is recorded as failed.
+missing field, a description that is empty, too long or not UTF-8) and is recorded as failed. Files are
+decoded by :mod:`giqa.files` (a leading BOM dropped, other non-UTF-8 bytes a problem).
+
+Keys (decided): an entry's ``id`` when it has one, else a hash of (image, description). An id seen before
+with another (image, description) gets that hash appended, so several descriptions of one image under one id
+are all annotated; the same pair seen again keeps its first key and is skipped as done. Keys depend only on
+the file's content and order, so ``--resume`` finds them again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from giqa.files import InputFileError, decode, iter_lines, read_text
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
@@ -49,40 +58,33 @@ def _item(key: str | None, image: object, description: object, max_chars: int, w
 
 
 def read_jsonl(path: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            where = f"{path.name} line {number}"
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield InputItem(
-                    f"line{number}", "", "", f"{where}: not UTF-8 ({exc.reason} at byte {exc.start})"
-                )
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield InputItem(f"line{number}", "", "", f"{where}: invalid JSON ({exc.msg})")
-                continue
-            if not isinstance(data, dict):
-                yield InputItem(
-                    f"line{number}", "", "", f"{where}: expected an object with image and description"
-                )
-                continue
-            key = str(data["id"]) if data.get("id") not in (None, "") else None
-            yield _item(key, data.get("image"), data.get("description"), max_chars, where)
+    for line in iter_lines(path):
+        number = line.number
+        where = f"{path.name} line {number}"
+        if line.problem:
+            yield InputItem(f"line{number}", "", "", f"{where}: {line.problem}")
+            continue
+        try:
+            data = json.loads(line.text)
+        except json.JSONDecodeError as exc:
+            yield InputItem(f"line{number}", "", "", f"{where}: invalid JSON ({exc.msg})")
+            continue
+        if not isinstance(data, dict):
+            yield InputItem(
+                f"line{number}", "", "", f"{where}: expected an object with image and description"
+            )
+            continue
+        key = str(data["id"]) if data.get("id") not in (None, "") else None
+        yield _item(key, data.get("image"), data.get("description"), max_chars, where)
 
 
 def read_llava(path: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
     """LLaVA/Q-Instruct records: ``{"id"?, "image", "conversations": [human, gpt, ...]}``."""
+    text = read_text(path)  # InputFileError (a ValueError) when it is not UTF-8
     try:
-        records = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        records = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        raise InputFileError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
     if not isinstance(records, list):
         raise ValueError(f"{path}: a LLaVA conversation file is a JSON list of records")
     for index, record in enumerate(records):
@@ -115,27 +117,40 @@ def read_txt_folder(images: Path, *, max_chars: int = 4000) -> Iterator[InputIte
             )
             continue
         try:
-            text = text_path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield InputItem(
-                sample_key(relative, ""), relative, "", f"{text_path.name}: not UTF-8 ({exc.reason})"
-            )
+            text = decode(text_path.read_bytes(), text_path.name)
+        except InputFileError as exc:
+            yield InputItem(sample_key(relative, ""), relative, "", str(exc))
             continue
         yield _item(None, relative, text, max_chars, text_path.name)
 
 
+def unique_keys(items: Iterable[InputItem]) -> Iterator[InputItem]:
+    """Each distinct (image, description) under its own key (see the module docstring)."""
+    key_of_pair: dict[str, str] = {}
+    used: set[str] = set()
+    for item in items:
+        pair = sample_key(item.image, item.description)
+        key = key_of_pair.get(pair) if item.problem is None else None
+        if key is None:
+            key = item.key if item.key not in used else f"{item.key}-{pair[:8]}"
+            used.add(key)
+            if item.problem is None:
+                key_of_pair[pair] = key
+        yield item if key == item.key else dataclasses.replace(item, key=key)
+
+
 def read_inputs(descriptions: Path | None, images: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
     """Pick the adapter: ``.jsonl`` lines, ``.json`` LLaVA records, or (no file) ``.txt`` beside images."""
+    if not images.is_dir():
+        raise ValueError(f"images folder not found: {images}")
     if descriptions is None:
-        if not images.is_dir():
-            raise ValueError(f"images folder not found: {images}")
-        return read_txt_folder(images, max_chars=max_chars)
+        return unique_keys(read_txt_folder(images, max_chars=max_chars))
     if not descriptions.is_file():
         raise ValueError(f"descriptions file not found: {descriptions}")
     if descriptions.suffix.lower() == ".jsonl":
-        return read_jsonl(descriptions, max_chars=max_chars)
+        return unique_keys(read_jsonl(descriptions, max_chars=max_chars))
     if descriptions.suffix.lower() == ".json":
-        return read_llava(descriptions, max_chars=max_chars)
+        return unique_keys(read_llava(descriptions, max_chars=max_chars))
     raise ValueError(
         f"descriptions must be .jsonl (image/description lines) or .json (LLaVA): {descriptions}"
     )

@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from giqa.backends.images import ImageError, load_image
+from giqa.files import inside
 from giqa.llm.errors import LLMError, LLMUnavailableError
 from giqa.pipeline.export import vqa_index
 from giqa.pipeline.fuse import fuse_traced
@@ -134,9 +135,9 @@ def annotate_sample(
         timings[stage] = round(timings.get(stage, 0.0) + now - clock, 4)
         clock = now
 
-    try:
-        image = load_image(images_dir / item.image, config.max_image_pixels)
-    except ImageError as exc:
+    try:  # an input file must not make the pipeline open files outside the images folder
+        image = load_image(inside(images_dir, item.image), config.max_image_pixels)
+    except (ImageError, ValueError) as exc:
         return _failed(record, "input", str(exc))
     lap("load")
     try:

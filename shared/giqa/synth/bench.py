@@ -13,19 +13,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from giqa.evaluation.io import read_bench as read_bench_file
+from giqa.files import staged_dir
 from giqa.schemas import BenchItem, BenchObject
 from giqa.synth.config import SynthConfig
 from giqa.synth.generate import DEFAULT_CONFIG, generate_scene, qa_pool
 from giqa.synth.scene import rng_for
 from giqa.synth.schema import SceneRecord, SynthQA
-from giqa.synth.writer import (
-    CONFIG_FILE,
-    MAX_TRAIN_SEED,
-    atomic_write_bytes,
-    atomic_write_lines,
-    config_json,
-    png_bytes,
-)
+from giqa.synth.writer import CONFIG_FILE, MAX_TRAIN_SEED, config_json, png_bytes
 
 BENCH_FILE = "bench.jsonl"
 SCENES_FILE = "scenes.jsonl"
@@ -139,35 +134,31 @@ def write_bench(
     out_dir: str | Path = "giqa-synth-bench",
     config: SynthConfig | None = None,
     progress: bool = True,
+    *,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``bench.jsonl`` (one BenchItem a line), ``scenes.jsonl`` (full records) and ``images/``."""
+    """Write ``bench.jsonl`` (one BenchItem a line), ``scenes.jsonl`` (full records) and ``images/``.
+
+    Built in a temporary folder and moved into place whole; a non-empty ``out_dir`` is refused unless
+    ``overwrite`` (then replaced whole).
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
     config = config or DEFAULT_CONFIG
     scenes, items = build_bench(seed, config, progress)
-    for image, record in scenes:
-        atomic_write_bytes(out / record.image, png_bytes(image))  # type: ignore[arg-type]
-    atomic_write_lines(out / SCENES_FILE, [r.model_dump_json() for _, r in scenes])
-    atomic_write_bytes(
-        out / CONFIG_FILE, config_json(config, seed=seed, world_seed=bench_world_seed(seed)).encode()
-    )
-    path = out / BENCH_FILE
-    atomic_write_lines(path, [item.model_dump_json() for item in items])
-    return path
+    with staged_dir(out, overwrite=overwrite) as stage:
+        for image, record in scenes:
+            (stage / record.image).parent.mkdir(parents=True, exist_ok=True)
+            (stage / record.image).write_bytes(png_bytes(image))  # type: ignore[arg-type]
+        (stage / SCENES_FILE).write_text("".join(r.model_dump_json() + "\n" for _, r in scenes), "utf-8")
+        config_text = config_json(config, seed=seed, world_seed=bench_world_seed(seed))
+        (stage / CONFIG_FILE).write_text(config_text, "utf-8")
+        (stage / BENCH_FILE).write_text("".join(item.model_dump_json() + "\n" for item in items), "utf-8")
+    return out / BENCH_FILE
 
 
 def read_bench(path: str | Path) -> list[BenchItem]:
+    """The items of a bench folder (or its ``bench.jsonl``): :func:`giqa.evaluation.io.read_bench`."""
     p = Path(path)
-    if p.is_dir():
-        p = p / BENCH_FILE
-    if not p.is_file():
-        raise FileNotFoundError(f"no bench file at {p}")
-    items: list[BenchItem] = []
-    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                items.append(BenchItem.model_validate_json(line))
-            except ValueError as exc:
-                raise ValueError(f"{p}:{number}: not a bench item: {exc}") from exc
-    return items
+    return read_bench_file(p / BENCH_FILE if p.is_dir() else p)

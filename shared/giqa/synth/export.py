@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from giqa.files import atomic_write_bytes
 from giqa.schemas import GroundedObject, Sample, to_llava
 from giqa.synth.schema import SceneRecord, SynthQA
 from giqa.synth.words import CLAIMS, POSITIVE_WORDS
-from giqa.synth.writer import atomic_write_bytes, read_scenes
+from giqa.synth.writer import read_scenes
 
 YesNoStyle = Literal["plain", "restate"]
 YES_NO_STYLES: tuple[YesNoStyle, ...] = ("plain", "restate")

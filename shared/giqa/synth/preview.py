@@ -13,9 +13,10 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from giqa.cards import Box, Card, render_page
+from giqa.files import atomic_write_bytes, inside
 from giqa.grounded_text import parse
 from giqa.synth.bench import BENCH_FILE, read_bench
-from giqa.synth.writer import ANNOTATIONS, atomic_write_bytes, png_bytes, read_scenes
+from giqa.synth.writer import ANNOTATIONS, png_bytes, read_scenes
 
 _COLOURS = {"degraded": "#ff2d55", "twin_degraded": "#ff2d55", "twin_clean": "#00c7be", "clean": "#34c759"}
 _ANSWER_BOX = "#ffcc00"
@@ -101,7 +102,7 @@ def write_sheet(
         raise ValueError(f"{d} has no images to draw")
     tiles = []
     for card in cards:
-        with Image.open(d / card.image) as img:
+        with Image.open(inside(d, card.image)) as img:
             tile = img.convert("RGB").resize(
                 (img.width * scale, img.height * scale), Image.Resampling.NEAREST
             )

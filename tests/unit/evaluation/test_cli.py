@@ -55,7 +55,8 @@ def test_eval_errors_are_clear(bench_file: Path, tmp_path: Path) -> None:
 
 def test_compare_draws_and_tabulates(bench_file: Path, tmp_path: Path) -> None:
     paths = []
-    for name, rows in (("truth", [{"id": b["id"], "response": b["answer"]} for b in BENCH]), ("empty", [])):
+    truth = [{"id": b["id"], "response": b["answer"]} for b in BENCH]
+    for name, rows in (("truth", truth), ("empty", [{**r, "response": ""} for r in truth])):
         preds = write_jsonl(tmp_path / f"{name}.jsonl", rows)
         paths.append(tmp_path / f"{name}.json")
         assert runner.invoke(app, eval_args(bench_file, preds, paths[-1], "--no-judge")).exit_code == 0

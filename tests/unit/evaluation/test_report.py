@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from giqa.evaluation.io import BenchError, read_bench, read_predictions
+from giqa.evaluation.io import BenchError, PredictionsError, read_bench, read_predictions
 from giqa.evaluation.report import evaluate
 from giqa.grid import encode_box, format_grid
 from giqa.metrics.similarity import MiniLMSimilarity
@@ -27,7 +27,7 @@ def run(bench_file: Path, tmp_path: Path, rows: list, minilm: MiniLMSimilarity) 
 def test_report_has_exactly_the_design_keys(
     bench_file: Path, tmp_path: Path, minilm: MiniLMSimilarity
 ) -> None:
-    report, _ = run(bench_file, tmp_path, [], minilm)
+    report, _ = run(bench_file, tmp_path, [{"id": "d1", "response": ""}], minilm)
     assert set(report) == {"des", "vqa", "judge", "counts"}
     assert set(report["des"]) == {"miou", "tag_recall", "bleu4", "llm_score"}
     assert set(report["vqa"]) == {"miou", "tag_recall", "acc_y", "acc_w", "acc_total"}
@@ -156,8 +156,68 @@ def test_bad_prediction_file_is_counted_not_fatal(
 
 
 def test_missing_predictions_file_is_an_error(bench_file: Path, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(PredictionsError, match="not found"):
         read_predictions(tmp_path / "nope.jsonl", ["d1"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"\n\n", "is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x10", "3 not {id, response}"),
+        (b'{"id": "zz", "response": "No."}\n', "1 with ids not in the bench"),
+    ],
+)
+def test_a_file_without_a_single_prediction_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(PredictionsError, match=message):
+        read_predictions(path, ["d1", "y1"])
+
+
+def test_the_bench_file_given_as_predictions_is_refused(bench_file: Path) -> None:
+    with pytest.raises(PredictionsError, match="holds no prediction for this bench"):
+        read_predictions(bench_file, [it.id for it in read_bench(bench_file)])
+
+
+def test_a_bom_is_dropped_and_non_utf8_lines_are_invalid_not_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(
+        b'\xef\xbb\xbf{"id": "d1", "response": "ok"}\n'
+        + '{"id": "y1", "response": "caf\u00e9"}\n'.encode("latin-1")
+        + '{"id": "y2", "response": "caf\u00e9"}\n'.encode()
+    )
+    preds = read_predictions(path, ["d1", "y1", "y2"])
+    assert preds.responses == {"d1": "ok", "y2": "caf\u00e9"}
+    assert preds.invalid_lines == [2] and preds.missing_ids == ["y1"]
+
+
+def test_a_bom_in_the_bench_is_dropped_and_non_utf8_is_refused(bench_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + bench_file.read_bytes())
+    assert [it.id for it in read_bench(path)] == [it.id for it in read_bench(bench_file)]
+    path.write_bytes(bench_file.read_bytes() + '{"id": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(BenchError, match=r"bom.jsonl:\d+: not UTF-8"):
+        read_bench(path)
+
+
+def test_whole_image_vqa_items_are_scored_and_counted(tmp_path: Path, minilm: MiniLMSimilarity) -> None:
+    rows = [
+        {"id": "q1", "task": "vqa", "qtype": "yes_no", "mode": "none", "image": "a.png",
+         "question": "Is the image noisy?", "answer": "Yes."},
+        {"id": "q2", "task": "vqa", "qtype": "yes_no", "image": "a.png",
+         "question": "Is the image dark?", "answer": "No."},
+        {"id": "q3", "task": "vqa", "qtype": "what", "mode": "none", "image": "a.png",
+         "question": "What is wrong with the image?", "answer": "It is blurry."},
+    ]  # fmt: skip
+    bench = write_jsonl(tmp_path / "qbench.jsonl", rows)
+    report, items = run(bench, tmp_path, [{"id": "q1", "response": "Yes, it is."},
+                                          {"id": "q2", "response": "Yes."}], minilm)  # fmt: skip
+    assert report["vqa"]["acc_y"] == pytest.approx(0.5)
+    assert report["counts"]["whole_image_vqa_items"] == 3 and report["counts"]["yes_no_items"] == 2
+    assert report["vqa"]["miou"] is None and "vqa.miou" in report["counts"]["null_reasons"]
+    assert [i["yes_no"]["correct"] for i in items[:2]] == [True, False]
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from giqa.files import atomic_writer
 from giqa.pipeline.export import (
     JsonListWriter,
-    atomic_writer,
     balance_vqa,
     iter_audit,
     llava_dict,

@@ -91,7 +91,7 @@ def test_txt_folder(tmp_path: Path) -> None:
     items = list(read_inputs(None, tmp_path))
     assert [(i.image, i.description, i.problem) for i in items] == [
         ("b.jpg", "", "b.jpg: no b.txt beside it"),
-        ("c.JPEG", "", "c.txt: not UTF-8 (invalid start byte)"),
+        ("c.JPEG", "", "c.txt: not UTF-8 text (invalid start byte at byte 0)"),
         ("sub/a.png", "The dog is sharp.", None),
     ]
 
@@ -103,3 +103,30 @@ def test_unusable_description_files_are_refused(tmp_path: Path, name: str) -> No
         read_inputs(tmp_path / name, tmp_path)
     with pytest.raises(ValueError, match="images folder not found"):
         read_inputs(None, tmp_path / "nope")
+
+
+def test_a_bom_and_crlf_are_read_like_plain_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    line = json.dumps({"image": "a.png", "description": "The cat is blurry."})
+    path.write_bytes(b"\xef\xbb\xbf" + line.encode() + b"\r\n")
+    (item,) = read_inputs(path, tmp_path)
+    assert item.problem is None and item.description == "The cat is blurry."
+    (tmp_path / "x.png").write_bytes(b"")
+    (tmp_path / "x.txt").write_bytes(b"\xef\xbb\xbfA dark photo.")
+    (txt_item,) = read_inputs(None, tmp_path)
+    assert txt_item.description == "A dark photo."
+
+
+def test_one_id_with_several_descriptions_gets_a_key_per_description(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    rows = [
+        {"id": "a", "image": "a.png", "description": "Blurry."},
+        {"id": "a", "image": "a.png", "description": "Noisy."},
+        {"id": "a", "image": "a.png", "description": "Blurry."},
+        {"image": "a.png", "description": "Blurry."},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    keys = [i.key for i in read_inputs(path, tmp_path)]
+    again = [i.key for i in read_inputs(path, tmp_path)]
+    assert keys == again, "keys are stable across runs (resume)"
+    assert keys[0] == "a" and keys[1].startswith("a-") and keys[2] == "a" and keys[3] == "a"

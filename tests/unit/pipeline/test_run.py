@@ -199,3 +199,47 @@ def test_vqa_failure_keeps_des_and_falls_back_to_templates(
     audit = json.loads(line)
     assert audit["status"] == "ok" and audit["vqa_failure"].startswith("LLMOutputError")
     assert audit["des"] and {i["source"] for i in audit["vqa"]["items"]} == {"template"}
+
+
+def test_every_description_of_one_image_is_annotated_and_resume_finds_them(
+    tmp_path: Path, world: tuple[Path, dict[str, SceneRecord]]
+) -> None:
+    root, records = world
+    (image, first), (_, second) = list(records.items())[:2]
+
+    def record(text: str) -> dict[str, Any]:  # Q-Instruct-style: the id names the image, not the text
+        turns = [{"from": "human", "value": "<image>\nRate it."}, {"from": "gpt", "value": text}]
+        return {"id": "img-1", "image": image, "conversations": turns}
+
+    inputs = tmp_path / "in.json"
+    inputs.write_text(
+        json.dumps([record(first.description), record(second.description), record(first.description)])
+    )
+    out = tmp_path / "out"
+    assert run(out, world, inputs) == {"processed": 2, "skipped": 1, "failed": 0}  # the exact repeat is done
+    audit = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
+    assert [a["status"] for a in audit] == ["ok", "ok"]
+    assert audit[0]["key"] == "img-1" and audit[1]["key"].startswith("img-1-")
+    assert [a["description"] for a in audit] == [first.description, second.description]
+    assert run(out, world, inputs, resume=True) == {"processed": 0, "skipped": 3, "failed": 0}
+
+
+def test_image_paths_outside_the_images_folder_are_never_opened(
+    tmp_path: Path, world: tuple[Path, dict[str, SceneRecord]]
+) -> None:
+    root, records = world
+    image, record = next(iter(records.items()))
+    outside = root.parent / "outside.png"
+    outside.write_bytes((root / image).read_bytes())  # a readable image: only the path check stops it
+    rows = [
+        {"image": "../outside.png", "description": record.description},
+        {"image": str(outside), "description": record.description},
+        {"image": "images/../../outside.png", "description": record.description},
+    ]
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run(tmp_path / "out", world, inputs) == {"processed": 3, "skipped": 0, "failed": 3}
+    audit = [json.loads(line) for line in (tmp_path / "out" / "audit.jsonl").read_text().splitlines()]
+    reasons = [a["failure"]["reason"] for a in audit]
+    assert all(("leads outside" in r or "is absolute" in r) and a["failure"]["stage"] == "input"
+               for r, a in zip(reasons, audit, strict=True)), reasons  # fmt: skip

@@ -24,11 +24,49 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_rerun_reproduces_identical_bytes(tmp_path: Path) -> None:
     write_scenes(12, 4, tmp_path / "a", progress=False)
     write_scenes(12, 4, tmp_path / "b", progress=False)
-    write_scenes(12, 4, tmp_path / "a", progress=False)  # over an existing set
+    write_scenes(12, 4, tmp_path / "a", progress=False, overwrite=True)  # over an existing set
     a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
     assert a == b
     assert len([k for k in a if k.startswith("images/")]) == 12
     assert not [k for k in a if k.endswith(".tmp")], "no temporary files left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"], "no staging folder left behind"
+
+
+def test_a_non_empty_folder_is_refused_unless_overwrite_then_replaced_whole(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    write_scenes(3, 0, out, progress=False)
+    (out / "llava.json").write_text("[]")  # an export of the earlier set
+    before = _tree(out)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_scenes(2, 1, out, progress=False)
+    assert _tree(out) == before
+    write_scenes(2, 1, out, progress=False, overwrite=True)
+    after = _tree(out)
+    assert "llava.json" not in after and len([k for k in after if k.startswith("images/")]) == 2
+    assert [r.seed for r in read_scenes(out)] == [1, 1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_an_interrupted_overwrite_leaves_the_old_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import giqa.synth.writer as writer
+
+    out = tmp_path / "set"
+    write_scenes(2, 0, out, progress=False)
+    before = _tree(out)
+    calls = 0
+
+    def broken(seed: int, index: int, config: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return generate_scene(seed, index, config)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "generate_scene", broken)
+    with pytest.raises(KeyboardInterrupt):
+        write_scenes(3, 5, out, progress=False, overwrite=True)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
 
 
 def test_records_point_at_their_images(tmp_path: Path) -> None:
