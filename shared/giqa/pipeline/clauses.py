@@ -263,15 +263,18 @@ class _Reading:
     def sentence(self, s_start: int, s_end: int, max_words: int) -> list[RulePair]:
         add, tagged = self.add, self.tagged
         pending: list[tuple[Chunk, int]] = []  # list items waiting for their predicate (chunk, seg start)
-        previous: Segment | None = None
+        previous: Segment | None = None  # the last segment that says something (a verb or a quality)
+        last: Segment | None = None
         for seg in segments(self.text, s_start, s_end, max_words):
             subjects = seg.subjects
             if seg.joined_by in _RELATIVE or seg.joined_by == "that":
                 # "the star in the top right, which looks fuzzy": the last noun before it that is not a place
-                named = [c for c in previous.chunks if not _is_position(self.text, c)] if previous else []
-                if seg.qualities and previous is not None and named:
-                    add(named[-1], seg.qualities[0], previous.start, seg.end)
+                named = [c for c in last.chunks if not _is_position(self.text, c)] if last else []
+                if seg.qualities and last is not None and named:
+                    add(named[-1], seg.qualities[0], last.start, seg.end)
+                    pending = [(c, w) for c, w in pending if c is not named[-1]]
                 continue  # a relative clause without quality words leaves the pending items waiting
+            last = seg
             if subjects and seg.qualities:
                 for k, subject in enumerate(subjects):
                     limit = subjects[k + 1].start if k + 1 < len(subjects) else seg.end
@@ -308,4 +311,4 @@ class _Reading:
             said = [q for c, q in tagged.items() if previous.start <= c.start < previous.end]
             for chunk, _where in pending if said else []:
                 add(chunk, said[0], previous.start, s_end)
-        return self.pairs
+        return sorted(self.pairs, key=lambda p: p.phrase)
