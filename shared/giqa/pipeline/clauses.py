@@ -98,6 +98,7 @@ class RulePair:
     phrase: tuple[int, int]
     quality: tuple[int, int]
     clause: tuple[int, int]  # the text both come from (the unit one Stage-1 request is about)
+    head: tuple[int, int]  # the bare noun chunk inside ``phrase`` ("bird" of "bird on the branch")
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
@@ -258,7 +259,9 @@ class _Reading:
         if chunk not in self.tagged:
             self.tagged[chunk] = quality
             clause = (min(clause_start, chunk.start), max(clause_end, quality[1]))
-            self.pairs.append(RulePair(_phrase_span(chunk, quality), quality, clause))
+            self.pairs.append(
+                RulePair(_phrase_span(chunk, quality), quality, clause, (chunk.start, chunk.end))
+            )
 
     def sentence(self, s_start: int, s_end: int, max_words: int) -> list[RulePair]:
         add, tagged = self.add, self.tagged

@@ -219,6 +219,11 @@ def validate_tags(
         if lexicon.is_quality_only(span_text):
             drop("not_an_object", "the phrase is only quality words", span_text)
             continue
+        owner = next((p for p in pairs if _modifies((start, end), p)), None)
+        if owner is not None:  # "white t-shirt" of "the man wearing a white t-shirt is blurry"
+            whole = description[owner.phrase[0] : owner.phrase[1]]
+            drop("not_the_subject", f"part of {whole!r}, which the clause rates", span_text)
+            continue
 
         quality_out = _check_quality(description, (start, end), span_text, quality, rules, result, pairs)
         if quality_out is None:
@@ -250,6 +255,12 @@ def validate_tags(
     return result
 
 
+def _modifies(span: tuple[int, int], pair: clauses.RulePair) -> bool:
+    """True when ``span`` lies in the modifier of the pair's object, away from its head noun."""
+    inside = pair.phrase[0] <= span[0] and span[1] <= pair.phrase[1]
+    return inside and not (pair.head[0] < span[1] and span[0] < pair.head[1])
+
+
 def _check_quality(
     description: str,
     span: tuple[int, int],
@@ -269,7 +280,7 @@ def _check_quality(
     """
     near = None
     if rules.repair_quality:
-        pair = next((p for p in pairs if p.phrase[0] < span[1] and span[0] < p.phrase[1]), None)
+        pair = next((p for p in pairs if p.head[0] < span[1] and span[0] < p.head[1]), None)
         if pair is not None:
             near = (description[pair.quality[0] : pair.quality[1]], *pair.quality)
         else:
@@ -295,7 +306,7 @@ def complete_from_rules(
     (repair "added_by_rules") or recorded as dropped with the reason (whole image, duplicate, ...)."""
     for pair in pairs:
         spans = [find_span(description, t.phrase) for t in result.tags]
-        if any(s is not None and s[0] < pair.phrase[1] and pair.phrase[0] < s[1] for s in spans):
+        if any(s is not None and s[0] < pair.head[1] and pair.head[0] < s[1] for s in spans):
             continue
         phrase = description[pair.phrase[0] : pair.phrase[1]]
         quality = description[pair.quality[0] : pair.quality[1]]
@@ -394,7 +405,7 @@ def extract_tags(
         raise ValueError("Stage 1 needs a non-empty description")
     rules = rules or TagRules()
     pairs = clauses.rule_pairs(description)
-    raw: list[Any] = []
+    raw: Any = []  # a list of tags, or the one malformed answer
     answer: Any = None
     for messages, schema in stage1_requests(description, mode=mode, few_shot=few_shot):
         answer = llm.chat_json(messages, schema, max_tokens=max_tokens)

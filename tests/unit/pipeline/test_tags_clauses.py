@@ -295,3 +295,11 @@ def test_bench_matching_rules() -> None:
     assert bench.score(item, [("a dog", "blurry", "negative")]) == {
         "pred": 1, "true": 1, "matched": 0, "quality_ok": 0, "effect_ok": 0
     }  # fmt: skip
+
+
+def test_a_modifier_the_model_picks_is_dropped_and_the_object_kept() -> None:
+    text = "The man wearing a white t-shirt is blurry."
+    reply = {"tags": [{"phrase": "white t-shirt", "quality": "blurry", "effect": "negative"}]}
+    result = extract_tags(ScriptedLLM(reply=reply), text)
+    assert triples(result) == [("man wearing a white t-shirt", "blurry", "negative")]
+    assert [(d.phrase, d.reason) for d in result.drops] == [("white t-shirt", "not_the_subject")]
