@@ -17,6 +17,7 @@ Matching, one-to-one and greedy:
   grainy"; hedges like "slightly" do not count); effect: equal after matching.
 
     python bench/stage1_quality.py --n 200                      # both sections, embedded SmolLM2
+    python bench/stage1_quality.py --n 50 --variants default    # the default mode only (faster)
     python bench/stage1_quality.py --n 0 --human-n 20           # human fixture only, first 20 items
     python bench/stage1_quality.py --no-llm                     # rules-only lines, no server (seconds)
 """
@@ -40,6 +41,8 @@ from giqa.pipeline import tags as stage1
 from giqa.pipeline.tags import find_span, stage1_requests, validate_tags
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "stage1_human.jsonl"
+DEFAULT = "default mode (sentences: per clause), few-shot"
+PREDICTIONS: dict[str, list[dict[str, Any]]] = {}  # per variant, for --out (subsets can be re-scored)
 _LEADING = {"the", "a", "an", "his", "her", "its", "their", "this", "these", "those", "my", "our", "your"}
 _HEDGES = {"and", "too", "to", "a", "bit", "slightly", "little", "somewhat", "very", "quite", "rather"}
 
@@ -213,6 +216,7 @@ def variant_rows(
     seconds: float,
     ways: list[tuple[str, Callable[[str, Any], Pred | None]]],
     splits: bool,
+    section_title: str = "",
 ) -> list[dict[str, Any]]:
     failures = sum("error" in a for a in answers if isinstance(a, dict))
     rows = []
@@ -220,6 +224,10 @@ def variant_rows(
         preds = [way(item.description, answer) for item, answer in zip(items, answers, strict=True)]
         if any(p is None for p in preds):
             continue  # this package has no such step
+        PREDICTIONS.setdefault(f"{section_title}: {label}{suffix}", []).extend(
+            {"description": item.description, "split": item.split, "pred": pred}
+            for item, pred in zip(items, preds, strict=True)
+        )
         groups = {"all": list(range(len(items)))}
         if splits:
             for index, item in enumerate(items):
@@ -246,13 +254,13 @@ def section(
         answers = run_llm(client, items, mode, True)
         seconds = time.perf_counter() - started
         rows += variant_rows(
-            label, items, answers, seconds, ways if mode == "sentences" else ways[:2], splits
+            label, items, answers, seconds, ways if mode == "sentences" else ways[:2], splits, title
         )
     started = time.perf_counter()
     answers = [None] * len(items)
     rule_way: list[tuple[str, Callable[[str, Any], Pred | None]]] = [("", lambda d, _a: rules_only(d))]
     rows += variant_rows(
-        "rules only, no LLM", items, answers, time.perf_counter() - started, rule_way, splits
+        "rules only, no LLM", items, answers, time.perf_counter() - started, rule_way, splits, title
     )
     print(f"\n## {title}\n")
     print(
@@ -279,6 +287,9 @@ def main() -> None:
     parser.add_argument("--human-n", type=int, default=None, help="only the first N fixture items")
     parser.add_argument("--no-human", action="store_true", help="skip the human section")
     parser.add_argument("--no-llm", action="store_true", help="rules-only lines; no server is started")
+    parser.add_argument(
+        "--variants", choices=("all", "default"), default="all", help="synth: every mode or the default only"
+    )
     parser.add_argument("--llm-url", default=None, help="OpenAI-compatible server (default: embedded)")
     parser.add_argument("--dialect", default="json_object")
     parser.add_argument("--out", type=Path, default=None)
@@ -304,20 +315,17 @@ def main() -> None:
                 url, dialect=args.dialect, model="smollm2", timeout_s=120, max_retries=2
             )
         if synth:
-            variants = [
-                ("free few-shot", "free"),
-                ("constrained few-shot", "constrained"),
-                ("constrained per clause, few-shot (default)", "sentences"),
-            ]
+            variants = [("free few-shot", "free"), ("constrained few-shot", "constrained")]
+            variants = (variants if args.variants == "all" else []) + [(DEFAULT, "sentences")]
             report["synth"] = section("GIQA-Synth", synth, client, variants)
         if human:
-            variants = [("constrained per clause, few-shot (default)", "sentences")]
+            variants = [(DEFAULT, "sentences")]
             report["human"] = section(f"Human ({args.fixture.name})", human, client, variants)
     finally:
         if server is not None:
             server.stop()
     if args.out:
-        args.out.write_text(json.dumps(report, indent=2))
+        args.out.write_text(json.dumps(report | {"predictions": PREDICTIONS}, indent=2))
 
 
 if __name__ == "__main__":
