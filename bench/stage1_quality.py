@@ -1,14 +1,25 @@
-"""Stage 1 with the embedded LLM on GIQA-Synth descriptions: tag precision/recall against ground truth.
+"""Stage 1 with the embedded LLM: tag precision/recall on GIQA-Synth and on hand-written human descriptions.
 
-One before/after table: the model's raw output (free JSON, no checks) against the same output validated
-and repaired, the candidate-constrained schema over the whole description and per sentence (raw and
-validated) and, as a reference, the rules alone (candidate chunks + lexicon, no LLM).
+Two sections, one table each:
+- GIQA-Synth (``--n`` scenes, ground truth from the generator): the model's raw output (free JSON, no
+  checks) against the same output validated and repaired, the candidate-constrained schema over the whole
+  description and per clause (raw, validated, validated + clause rules = the default), and the rules alone.
+- Human (``--fixture``, default ``tests/fixtures/stage1_human.jsonl``, format in its folder's README.md):
+  the default mode (raw, validated, validated + clause rules) and the rules alone, over all items and per
+  split ("dev", "heldout", "blind": see the README beside the fixture).
+
 Matching, one-to-one and greedy:
-- phrase: the character spans of predicted and true phrase in the description overlap with IoU >= 0.5
-  (a predicted phrase that is not in the description matches nothing);
-- quality: the predicted quality words share a word with the true ones ("grainy" ~ "too dark and grainy").
+- phrase: the spans of predicted and true phrase in the description (a leading "the/a/his/her/its..."
+  left off both) overlap with IoU >= 0.5, or start at the same word with one inside the other ("man" for
+  "man wearing a white t-shirt": the same object with or without its modifier); a predicted phrase that is
+  not in the description matches nothing;
+- quality: the predicted quality words share a content word with the true ones ("grainy" ~ "too dark and
+  grainy"; hedges like "slightly" do not count); effect: equal after matching.
 
-    python bench/stage1_quality.py --n 200 [--seed 11] [--llm-url URL] [--out results.json]
+    python bench/stage1_quality.py --n 200                      # both sections, embedded SmolLM2
+    python bench/stage1_quality.py --n 50 --variants default    # the default mode only (faster)
+    python bench/stage1_quality.py --n 0 --human-n 20           # human fixture only, first 20 items
+    python bench/stage1_quality.py --no-llm                     # rules-only lines, no server (seconds)
 """
 
 from __future__ import annotations
@@ -17,166 +28,304 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from giqa.llm import LLMError, OpenAIChatClient
-from giqa.llm.server import EmbeddedLLMServer
 from giqa.pipeline import lexicon
-from giqa.pipeline.candidates import candidates
-from giqa.pipeline.tags import stage1_requests, validate_tags
-from giqa.synth import SceneRecord, generate_scene
+from giqa.pipeline import tags as stage1
+from giqa.pipeline.tags import find_span, stage1_requests, validate_tags
 
-Pred = list[tuple[str, str]]
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "stage1_human.jsonl"
+DEFAULT = "default mode (sentences: per clause), few-shot"
+PREDICTIONS: dict[str, list[dict[str, Any]]] = {}  # per variant, for --out (subsets can be re-scored)
+_LEADING = {"the", "a", "an", "his", "her", "its", "their", "this", "these", "those", "my", "our", "your"}
+_HEDGES = {"and", "too", "to", "a", "bit", "slightly", "little", "somewhat", "very", "quite", "rather"}
+
+Pred = list[tuple[str, str, str]]  # (phrase, quality, effect)
 
 
-def span_iou(a: tuple[int, int] | None, b: tuple[int, int] | None) -> float:
+@dataclass(frozen=True, slots=True)
+class Item:
+    description: str
+    truth: Pred
+    split: str = "synth"
+
+
+def synth_items(n: int, seed: int) -> list[Item]:
+    from giqa.synth import generate_scene
+
+    records = [generate_scene(seed, i)[1] for i in range(n)]
+    return [
+        Item(r.description, [(t.phrase, t.quality, t.effect) for t in r.tags if t.effect != "no impact"])
+        for r in records
+    ]
+
+
+def fixture_items(path: Path) -> list[Item]:
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        truth = [(t["phrase"], t["quality"], t["effect"]) for t in record["tags"]]
+        for phrase, quality, _effect in truth:
+            if find_span(record["description"], phrase) is None or quality not in record["description"]:
+                raise SystemExit(f"{path.name} line {number}: gold tag {phrase!r}/{quality!r} is not a span")
+        items.append(Item(record["description"], truth, record.get("split", "all")))
+    return items
+
+
+def locate(description: str, phrase: str) -> tuple[int, int] | None:
+    """The phrase's span without a leading determiner or possessive."""
+    span = find_span(description, phrase) if phrase.strip() else None
+    if span is None:
+        return None
+    start, end = span
+    first = lexicon.WORD.match(description, start)
+    if first and first.group(0).lower() in _LEADING and first.end() < end:
+        start = lexicon.WORD.search(description, first.end()).start()  # type: ignore[union-attr]
+    return start, end
+
+
+def phrase_match(a: tuple[int, int] | None, b: tuple[int, int] | None) -> float:
     if a is None or b is None:
         return 0.0
     inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
     union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union else 0.0
-
-
-def locate(description: str, phrase: str) -> tuple[int, int] | None:
-    from giqa.pipeline.tags import find_span
-
-    return find_span(description, phrase) if phrase.strip() else None
+    iou = inter / union if union else 0.0
+    return max(iou, 0.5) if a[0] == b[0] else iou  # same first word: one phrase holds the other
 
 
 def quality_agrees(predicted: str, truth: str) -> bool:
-    content = {"and", "too", "a", "bit", "slightly"}
-    return bool((set(lexicon.words(predicted)) - content) & (set(lexicon.words(truth)) - content))
+    return bool((set(lexicon.words(predicted)) - _HEDGES) & (set(lexicon.words(truth)) - _HEDGES))
 
 
-def score(record: SceneRecord, predicted: Pred) -> dict[str, int]:
-    kept = [t for t in record.tags if t.effect != "no impact"]
-    truth = [(locate(record.description, t.phrase), t.quality) for t in kept]
-    preds = [(locate(record.description, p), q) for p, q in predicted]
+def score(item: Item, predicted: Pred) -> dict[str, int]:
+    truth = [(locate(item.description, p), q, e) for p, q, e in item.truth]
+    preds = [(locate(item.description, p), q, e) for p, q, e in predicted]
     pairs = sorted(
-        ((span_iou(ps, ts), i, j) for i, (ps, _) in enumerate(preds) for j, (ts, _) in enumerate(truth)),
+        ((phrase_match(ps[0], ts[0]), i, j) for i, ps in enumerate(preds) for j, ts in enumerate(truth)),
         reverse=True,
     )
     used_p: set[int] = set()
     used_t: set[int] = set()
-    matched = quality_ok = 0
-    for iou, i, j in pairs:
-        if iou < 0.5 or i in used_p or j in used_t:
+    matched = quality_ok = effect_ok = 0
+    for value, i, j in pairs:
+        if value < 0.5 or i in used_p or j in used_t:
             continue
         used_p.add(i)
         used_t.add(j)
         matched += 1
         quality_ok += quality_agrees(preds[i][1], truth[j][1])
-    return {"pred": len(preds), "true": len(truth), "matched": matched, "quality_ok": quality_ok}
+        effect_ok += preds[i][2] == truth[j][2]
+    return {
+        "pred": len(preds),
+        "true": len(truth),
+        "matched": matched,
+        "quality_ok": quality_ok,
+        "effect_ok": effect_ok,
+    }
 
 
 def raw_pairs(answer: Any) -> Pred:
     items = answer.get("tags", []) if isinstance(answer, dict) else []
-    return [(str(t.get("phrase", "")), str(t.get("quality", ""))) for t in items if isinstance(t, dict)]
+    return [
+        (str(t.get("phrase", "")), str(t.get("quality", "")), str(t.get("effect", "")))
+        for t in items
+        if isinstance(t, dict)
+    ]
 
 
-def validated_pairs(description: str, answer: Any) -> Pred:
-    tags = answer.get("tags") if isinstance(answer, dict) else None
-    return [(t.phrase, t.quality) for t in validate_tags(description, tags).tags]
+def _pred(result: Any) -> Pred:
+    return [(t.phrase, t.quality, t.effect) for t in result.tags]
+
+
+def validated(description: str, answer: Any) -> Pred:
+    found = answer.get("tags") if isinstance(answer, dict) else None
+    return _pred(validate_tags(description, found))
+
+
+def completed(description: str, answer: Any) -> Pred | None:
+    """Validated + completed by the clause rules (the default), or None on a package without them."""
+    complete = getattr(stage1, "complete_from_rules", None)
+    if complete is None:
+        return None
+    from giqa.pipeline.clauses import rule_pairs
+
+    found = answer.get("tags") if isinstance(answer, dict) else None
+    pairs = rule_pairs(description)
+    result = validate_tags(description, found, pairs=pairs)
+    return _pred(complete(description, result, stage1.TagRules(), pairs))
 
 
 def rules_only(description: str) -> Pred:
+    rule_tags = getattr(stage1, "rule_tags", None)
+    if rule_tags is not None:
+        return _pred(rule_tags(description))
+    from giqa.pipeline.candidates import candidates  # the package before the clause rules
+
     guesses = [{"phrase": p, "quality": "", "effect": ""} for p in candidates(description).phrases]
-    return [(t.phrase, t.quality) for t in validate_tags(description, guesses).tags]
+    return _pred(validate_tags(description, guesses))
 
 
-def run_llm(client: OpenAIChatClient, records: list[SceneRecord], mode: str, few_shot: bool) -> list[Any]:
-    """One variant over all records, one request at a time (llama.cpp reuses the shared prompt prefix)."""
+def run_llm(client: OpenAIChatClient, items: list[Item], mode: str, few_shot: bool) -> list[Any]:
+    """One variant over all items, one request at a time (llama.cpp reuses the shared prompt prefix)."""
     answers: list[Any] = []
-    for record in tqdm(records, desc=f"{mode} few_shot={few_shot}", file=sys.stderr):
-        tags: list[Any] = []
+    for item in tqdm(items, desc=f"{mode} few_shot={few_shot}", file=sys.stderr):
+        found: list[Any] = []
         try:
-            for messages, schema in stage1_requests(record.description, mode=mode, few_shot=few_shot):
+            for messages, schema in stage1_requests(item.description, mode=mode, few_shot=few_shot):
                 answer = client.chat_json(messages, schema, max_tokens=320)
-                tags.extend(answer.get("tags", []) if isinstance(answer, dict) else [])
+                found.extend(answer.get("tags", []) if isinstance(answer, dict) else [])
         except LLMError as exc:
             answers.append({"error": str(exc)[:200]})
             continue
-        answers.append({"tags": tags})
+        answers.append({"tags": found})
     return answers
 
 
 def table_row(name: str, scores: list[dict[str, int]], seconds: float, failures: int) -> dict[str, Any]:
-    total = {k: sum(s[k] for s in scores) for k in ("pred", "true", "matched", "quality_ok")}
+    total = {k: sum(s[k] for s in scores) for k in ("pred", "true", "matched", "quality_ok", "effect_ok")}
     precision = total["matched"] / total["pred"] if total["pred"] else 0.0
     recall = total["matched"] / total["true"] if total["true"] else 0.0
-    strict = total["quality_ok"]
+    matched = total["matched"]
     return {
         "variant": name,
         "precision": precision,
         "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "precision_q": strict / total["pred"] if total["pred"] else 0.0,
-        "recall_q": strict / total["true"] if total["true"] else 0.0,
-        "quality_acc": strict / total["matched"] if total["matched"] else 0.0,
-        "tags_per_desc": total["pred"] / len(scores),
-        "s_per_desc": seconds / len(scores),
+        "precision_q": total["quality_ok"] / total["pred"] if total["pred"] else 0.0,
+        "recall_q": total["quality_ok"] / total["true"] if total["true"] else 0.0,
+        "quality_acc": total["quality_ok"] / matched if matched else 0.0,
+        "effect_acc": total["effect_ok"] / matched if matched else 0.0,
+        "tags_per_desc": total["pred"] / len(scores) if scores else 0.0,
+        "s_per_desc": seconds / len(scores) if scores else 0.0,
         "failed_calls": failures,
     }
+
+
+def variant_rows(
+    label: str,
+    items: list[Item],
+    answers: list[Any],
+    seconds: float,
+    ways: list[tuple[str, Callable[[str, Any], Pred | None]]],
+    splits: bool,
+    section_title: str = "",
+) -> list[dict[str, Any]]:
+    failures = sum("error" in a for a in answers if isinstance(a, dict))
+    rows = []
+    for suffix, way in ways:
+        preds = [way(item.description, answer) for item, answer in zip(items, answers, strict=True)]
+        if any(p is None for p in preds):
+            continue  # this package has no such step
+        PREDICTIONS.setdefault(f"{section_title}: {label}{suffix}", []).extend(
+            {"description": item.description, "split": item.split, "pred": pred}
+            for item, pred in zip(items, preds, strict=True)
+        )
+        groups = {"all": list(range(len(items)))}
+        if splits:
+            for index, item in enumerate(items):
+                groups.setdefault(item.split, []).append(index)
+        for group, indices in groups.items():
+            name = f"{label}{suffix}" + ("" if group == "all" else f" [{group}]")
+            scores = [score(items[i], preds[i]) for i in indices]  # type: ignore[arg-type]
+            rows.append(table_row(name, scores, seconds * len(indices) / len(items), failures))
+    return rows
+
+
+def section(
+    title: str, items: list[Item], client: OpenAIChatClient | None, variants: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    splits = any(item.split not in ("synth", "all") for item in items)
+    rows: list[dict[str, Any]] = []
+    ways: list[tuple[str, Callable[[str, Any], Pred | None]]] = [
+        (": raw model output", lambda _d, a: raw_pairs(a)),
+        (" + validation/repair", validated),
+        (" + validation + clause rules", completed),
+    ]
+    for label, mode in variants if client is not None else []:
+        started = time.perf_counter()
+        answers = run_llm(client, items, mode, True)
+        seconds = time.perf_counter() - started
+        rows += variant_rows(
+            label, items, answers, seconds, ways if mode == "sentences" else ways[:2], splits, title
+        )
+    started = time.perf_counter()
+    answers = [None] * len(items)
+    rule_way: list[tuple[str, Callable[[str, Any], Pred | None]]] = [("", lambda d, _a: rules_only(d))]
+    rows += variant_rows(
+        "rules only, no LLM", items, answers, time.perf_counter() - started, rule_way, splits, title
+    )
+    print(f"\n## {title}\n")
+    print(
+        "| variant | P | R | F1 | P (+quality) | R (+quality) | quality acc | effect acc | tags/desc "
+        "| s/desc |"
+    )
+    print("|" + "---|" * 10)
+    for row in rows:
+        print(
+            f"| {row['variant']} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | "
+            f"{row['precision_q']:.3f} | {row['recall_q']:.3f} | {row['quality_acc']:.3f} | "
+            f"{row['effect_acc']:.3f} | {row['tags_per_desc']:.2f} | {row['s_per_desc']:.2f} |"
+        )
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--n", type=int, default=200, help="GIQA-Synth descriptions (0: no synth section)")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--fixture", type=Path, default=FIXTURE, help="human fixture (JSONL)")
+    parser.add_argument("--human-n", type=int, default=None, help="only the first N fixture items")
+    parser.add_argument("--no-human", action="store_true", help="skip the human section")
+    parser.add_argument("--no-llm", action="store_true", help="rules-only lines; no server is started")
+    parser.add_argument(
+        "--variants", choices=("all", "default"), default="all", help="synth: every mode or the default only"
+    )
     parser.add_argument("--llm-url", default=None, help="OpenAI-compatible server (default: embedded)")
     parser.add_argument("--dialect", default="json_object")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    records = [generate_scene(args.seed, i)[1] for i in range(args.n)]
-    truth_tags = sum(len(r.tags) for r in records)
-    print(f"{len(records)} GIQA-Synth descriptions (seed {args.seed}), {truth_tags} ground-truth tags")
+    synth = synth_items(args.n, args.seed) if args.n > 0 else []
+    human = [] if args.no_human else fixture_items(args.fixture)[: args.human_n]
+    print(
+        f"{len(synth)} GIQA-Synth descriptions (seed {args.seed}, {sum(len(i.truth) for i in synth)} tags); "
+        f"{len(human)} human descriptions from {args.fixture.name} ({sum(len(i.truth) for i in human)} tags)"
+    )
+    server = None
+    if not args.no_llm and not args.llm_url:
+        from giqa.llm.server import EmbeddedLLMServer
 
-    server = None if args.llm_url else EmbeddedLLMServer().start()
+        server = EmbeddedLLMServer().start()
+    report: dict[str, Any] = {"n": args.n, "seed": args.seed, "human_n": len(human)}
     try:
-        url = args.llm_url or (server.url if server else "")
-        client = OpenAIChatClient(url, dialect=args.dialect, model="smollm2", timeout_s=120, max_retries=2)
-        rows = []
-        variants = [
-            ("free few-shot", "free", True),
-            ("constrained few-shot", "constrained", True),
-            ("constrained per sentence, few-shot (default)", "sentences", True),
-        ]
-        for label, mode, few_shot in variants:
-            started = time.perf_counter()
-            answers = run_llm(client, records, mode, few_shot)
-            seconds = time.perf_counter() - started
-            failures = sum("error" in a for a in answers if isinstance(a, dict))
-            raw_scores = [score(r, raw_pairs(a)) for r, a in zip(records, answers, strict=True)]
-            fixed_scores = [
-                score(r, validated_pairs(r.description, a)) for r, a in zip(records, answers, strict=True)
-            ]
-            rows.append(table_row(f"{label}: raw model output", raw_scores, seconds, failures))
-            rows.append(table_row(f"{label} + validation/repair", fixed_scores, seconds, failures))
-        started = time.perf_counter()
-        rule_scores = [score(r, rules_only(r.description)) for r in records]
-        elapsed = time.perf_counter() - started
-        rows.append(table_row("rules only, no LLM (reference)", rule_scores, elapsed, 0))
+        client = None
+        if not args.no_llm:
+            url = args.llm_url or (server.url if server else "")
+            client = OpenAIChatClient(
+                url, dialect=args.dialect, model="smollm2", timeout_s=120, max_retries=2
+            )
+        if synth:
+            variants = [("free few-shot", "free"), ("constrained few-shot", "constrained")]
+            variants = (variants if args.variants == "all" else []) + [(DEFAULT, "sentences")]
+            report["synth"] = section("GIQA-Synth", synth, client, variants)
+        if human:
+            variants = [(DEFAULT, "sentences")]
+            report["human"] = section(f"Human ({args.fixture.name})", human, client, variants)
     finally:
         if server is not None:
             server.stop()
-
-    header = "| variant | P | R | F1 | P (+quality) | R (+quality) | quality acc | tags/desc | s/desc |"
-    print(header)
-    print("|" + "---|" * 9)
-    for row in rows:
-        print(
-            f"| {row['variant']} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | "
-            f"{row['precision_q']:.3f} | {row['recall_q']:.3f} | {row['quality_acc']:.3f} | "
-            f"{row['tags_per_desc']:.2f} | {row['s_per_desc']:.2f} |"
-        )
     if args.out:
-        args.out.write_text(json.dumps({"n": args.n, "seed": args.seed, "rows": rows}, indent=2))
+        args.out.write_text(json.dumps(report | {"predictions": PREDICTIONS}, indent=2))
 
 
 if __name__ == "__main__":

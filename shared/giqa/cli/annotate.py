@@ -188,12 +188,15 @@ def tags(
 ) -> None:
     """Stage 1 alone: print the tags, the drops and the repairs (with reasons) as JSON."""
     from giqa.llm.errors import LLMError
+    from giqa.pipeline.inputs import length_problem
     from giqa.pipeline.tags import TagRules, extract_tags
 
     settings = get_settings()
     if not description.strip():
         raise _fail("the description is empty")
     a = settings.annotate
+    if too_long := length_problem(description, a.max_description_chars):
+        raise _fail(f"{too_long} (setting annotate.max_description_chars)")
     try:
         with chat_llm(settings, llm_url) as llm:
             result = extract_tags(

@@ -41,6 +41,17 @@ def sample_key(image: str, description: str) -> str:
     return hashlib.sha1(f"{image}\n{description}".encode()).hexdigest()[:16]
 
 
+def length_problem(description: str, max_chars: int) -> str | None:
+    """Why a description is refused for its length (``annotate.max_description_chars``), else None.
+
+    One wording for ``giqa annotate`` (a failed sample) and ``giqa tags`` (exit 2): Stage 1 asks the LLM
+    once per clause, so run time grows with the text and a pasted document would tie a worker up.
+    """
+    if len(description) <= max_chars:
+        return None
+    return f"description has {len(description):,} characters, over the limit of {max_chars:,}"
+
+
 def _item(key: str | None, image: object, description: object, max_chars: int, where: str) -> InputItem:
     image_str = image if isinstance(image, str) else ""
     text = description if isinstance(description, str) else ""
@@ -51,8 +62,8 @@ def _item(key: str | None, image: object, description: object, max_chars: int, w
         problem = f"{where}: no description"
     elif not text.strip():
         problem = f"{where}: empty description"
-    elif len(text) > max_chars:
-        problem = f"{where}: description has {len(text):,} characters, over the limit of {max_chars:,}"
+    elif too_long := length_problem(text, max_chars):
+        problem = f"{where}: {too_long}"
     text = " ".join(text.split())
     return InputItem(key or sample_key(image_str, text), image_str.strip(), text, problem)
 

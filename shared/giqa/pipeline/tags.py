@@ -8,21 +8,24 @@ against the description (DESIGN §3.5), because a small model's answers cannot b
 - the effect is normalized, and corrected when it contradicts the quality word ("blurry" is not positive);
 - "no impact" tags, whole-image tags ("image", "photo", "overall", ...), quality-only "objects" ("noise"),
   duplicates and overlong phrases are dropped. Every drop and repair is recorded with its reason.
+Then the clause rules (``clauses.rule_pairs``) complete the answer: every object a clause says something
+about that the model left out is added ("added_by_rules") or recorded as dropped with the reason, so nothing
+a description says about an object is lost silently.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from giqa.pipeline import lexicon
+from giqa.pipeline import clauses, lexicon
 from giqa.pipeline.candidates import Candidates, candidates
+from giqa.pipeline.spans import EDGE_JUNK, find_span, locate_phrase, sentence_of, sentence_quality
+from giqa.pipeline.spans import closest_span as closest_span  # re-exported: tests and callers use it here
 from giqa.ports import ChatLLM, Message
 from giqa.schemas import EFFECTS, Tag
 
@@ -54,11 +57,7 @@ _EFFECT_ALIASES = {
     "positive": "positive", "good": "positive", "raises": "positive", "better": "positive",
     "no impact": "no impact", "none": "no impact", "neutral": "no impact", "no effect": "no impact",
 }  # fmt: skip
-_COPULA = re.compile(
-    r"\s+(?:is|are|was|were|looks|look|appears|appear|seems|seem|remains|stays|has|have)\s+", re.I
-)
-_SENTENCE = re.compile(r"[^.!?]+[.!?]*")
-_EDGE_JUNK = " \t\n\"'`.,;:!?()[]{}"
+_EDGE_JUNK = EDGE_JUNK
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +70,7 @@ class TagRules:
     drop_no_impact: bool = True
     fix_effect_from_quality: bool = True
     repair_quality: bool = True
+    complete_from_rules: bool = True  # add the objects the clause rules read and the model left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,101 +156,6 @@ def prompt_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-# ------------------------------------------------------------------------------------------ spans
-
-
-@lru_cache(maxsize=16384)
-def _span_pattern(phrase: str) -> re.Pattern[str] | None:
-    tokens = phrase.split()
-    if not tokens:
-        return None
-    return re.compile(r"(?<!\w)" + r"\s+".join(re.escape(t) for t in tokens) + r"(?!\w)", re.IGNORECASE)
-
-
-def find_span(text: str, phrase: str, start: int = 0) -> tuple[int, int] | None:
-    """The first word-bounded, case-insensitive occurrence of ``phrase`` (any whitespace between words)."""
-    pattern = _span_pattern(phrase)
-    match = pattern.search(text, start) if pattern else None
-    return (match.start(), match.end()) if match else None
-
-
-def closest_span(text: str, phrase: str, threshold: float) -> tuple[int, int, float] | None:
-    """The word n-gram of ``text`` most like ``phrase`` (difflib ratio), if it reaches ``threshold``."""
-    target = " ".join(phrase.lower().split())
-    words = list(lexicon.WORD.finditer(text))
-    size = len(target.split())
-    best: tuple[int, int, float] | None = None
-    for length in range(max(1, size - 2), size + 3):
-        for i in range(len(words) - length + 1):
-            start, end = words[i].start(), words[i + length - 1].end()
-            candidate = " ".join(text[start:end].lower().split())
-            matcher = difflib.SequenceMatcher(None, target, candidate, autojunk=False)
-            if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
-                continue
-            score = matcher.ratio()
-            if score >= threshold and (best is None or score > best[2]):
-                best = (start, end, score)
-    return best
-
-
-def _locate_phrase(description: str, phrase: str, rules: TagRules) -> tuple[tuple[int, int], str] | None:
-    """(span, how) for a phrase: "verbatim" or the repair that found it; None if nothing is close."""
-    span = find_span(description, phrase)
-    if span:
-        return span, "verbatim"
-    clause = _COPULA.split(phrase, maxsplit=1)[0].strip(_EDGE_JUNK)
-    if clause and clause != phrase and (span := find_span(description, clause)):
-        return span, "trimmed_clause"
-    bare = " ".join(lexicon.WORD.findall(lexicon._ANY_QUALITY.sub(" ", phrase)))
-    if (
-        bare
-        and bare.lower() not in lexicon.DETERMINERS
-        and bare != phrase
-        and (span := find_span(description, bare))
-    ):
-        return span, "removed_quality_words"
-    near = closest_span(description, phrase, rules.repair_threshold)
-    if near:
-        return (near[0], near[1]), f"fuzzy_span({near[2]:.2f})"
-    return None
-
-
-def _sentence_of(text: str, position: int) -> tuple[int, int]:
-    for match in _SENTENCE.finditer(text):
-        if match.start() <= position < match.end():
-            return match.start(), match.end()
-    return 0, len(text)
-
-
-def _sentence_quality(
-    description: str, phrase_span: tuple[int, int], phrase: str
-) -> tuple[str, int, int] | None:
-    """Quality words that the sentence of one of the phrase's mentions says about it.
-
-    The first quality run after the phrase (joined over "and") wins, else the last one before it.
-    """
-    position = 0
-    spans = [phrase_span]
-    while (later := find_span(description, phrase, position)) is not None:
-        if later != phrase_span:
-            spans.append(later)
-        position = later[1]
-    for p_start, p_end in spans:
-        s_start, s_end = _sentence_of(description, p_start)
-        sentence = description[s_start:s_end]
-        found = [(s + s_start, e + s_start) for s, e, _ in lexicon.quality_spans(sentence)]
-        found = [(s, e) for s, e in found if e <= p_start or s >= p_end]
-        if not found:
-            continue
-        after = [q for q in found if q[0] >= p_end]
-        start, end = after[0] if after else found[-1]
-        for s, e in found:  # extend "dark and noisy" over its "and"
-            if s > end and re.fullmatch(r"\s*(?:,\s*)?(?:and|,)\s*", description[end:s]):
-                end = e
-        return description[start:end], start, end
-    return None
-
-
 # ------------------------------------------------------------------------------------------ validation
 
 
@@ -262,14 +167,23 @@ def _effect(value: str) -> str | None:
     return _EFFECT_ALIASES.get(" ".join(value.lower().replace("_", " ").replace("-", " ").split()))
 
 
-def validate_tags(description: str, raw_tags: Any, rules: TagRules | None = None) -> Stage1Result:
-    """Keep, repair or drop each raw tag (pure). ``raw_tags`` is whatever the model gave for "tags"."""
+def validate_tags(
+    description: str,
+    raw_tags: Any,
+    rules: TagRules | None = None,
+    *,
+    pairs: list[clauses.RulePair] | None = None,
+    result: Stage1Result | None = None,
+) -> Stage1Result:
+    """Keep, repair or drop each raw tag (pure). ``raw_tags`` is whatever the model gave for "tags";
+    ``pairs`` the clause rules' reading (computed when not given); ``result`` one to add to."""
     rules = rules or TagRules()
-    result = Stage1Result(tags=[], raw=raw_tags)
+    pairs = clauses.rule_pairs(description) if pairs is None else pairs
+    result = result if result is not None else Stage1Result(tags=[], raw=raw_tags)
     if not isinstance(raw_tags, list):
         result.drops.append(TagDrop("", "", "", "malformed", f"tags is not a list: {str(raw_tags)[:80]}"))
         return result
-    claimed: list[tuple[int, int]] = []
+    claimed = [find_span(description, t.phrase) or (-1, -1) for t in result.tags]
     for item in raw_tags:
         if not isinstance(item, dict):
             result.drops.append(TagDrop(str(item)[:60], "", "", "malformed", "not an object"))
@@ -288,7 +202,7 @@ def validate_tags(description: str, raw_tags: Any, rules: TagRules | None = None
         if not phrase:
             drop("empty_phrase")
             continue
-        located = _locate_phrase(description, phrase, rules)
+        located = locate_phrase(description, phrase, rules.repair_threshold)
         if located is None:
             drop("phrase_not_in_description")
             continue
@@ -305,8 +219,13 @@ def validate_tags(description: str, raw_tags: Any, rules: TagRules | None = None
         if lexicon.is_quality_only(span_text):
             drop("not_an_object", "the phrase is only quality words", span_text)
             continue
+        owner = next((p for p in pairs if _modifies((start, end), p)), None)
+        if owner is not None:  # "white t-shirt" of "the man wearing a white t-shirt is blurry"
+            whole = description[owner.phrase[0] : owner.phrase[1]]
+            drop("not_the_subject", f"part of {whole!r}, which the clause rates", span_text)
+            continue
 
-        quality_out = _check_quality(description, (start, end), span_text, quality, rules, result)
+        quality_out = _check_quality(description, (start, end), span_text, quality, rules, result, pairs)
         if quality_out is None:
             drop("quality_not_found", phrase=span_text)
             continue
@@ -323,7 +242,9 @@ def validate_tags(description: str, raw_tags: Any, rules: TagRules | None = None
         if effect == "no impact" and rules.drop_no_impact:
             drop("no_impact", phrase=span_text, quality=quality_out)
             continue
-        if (start, end) in claimed or any(span_text.lower() == t.phrase.lower() for t in result.tags):
+        if any(s < end and start < e for s, e in claimed) or any(
+            span_text.lower() == t.phrase.lower() for t in result.tags
+        ):
             drop("duplicate", phrase=span_text, quality=quality_out)
             continue
         if len(result.tags) >= rules.max_tags:
@@ -334,30 +255,103 @@ def validate_tags(description: str, raw_tags: Any, rules: TagRules | None = None
     return result
 
 
+def _modifies(span: tuple[int, int], pair: clauses.RulePair) -> bool:
+    """True when ``span`` lies in the modifier of the pair's object, away from its head noun."""
+    inside = pair.phrase[0] <= span[0] and span[1] <= pair.phrase[1]
+    return inside and not (pair.head[0] < span[1] and span[0] < pair.head[1])
+
+
 def _check_quality(
-    description: str, span: tuple[int, int], phrase: str, quality: str, rules: TagRules, result: Stage1Result
+    description: str,
+    span: tuple[int, int],
+    phrase: str,
+    quality: str,
+    rules: TagRules,
+    result: Stage1Result,
+    pairs: list[clauses.RulePair],
 ) -> str | None:
     """The quality words for the tag, or None when the phrase's sentence says nothing about its quality.
 
-    With ``repair_quality`` the quality run nearest the phrase in its own sentence wins (a model's word from
-    the neighbouring clause, "the X is dark, while the Y is sharp", is replaced); the model's word is kept
-    when it lies inside that run or is a word the lexicon does not know but the sentence uses ("blue").
+    With ``repair_quality`` the quality the clause rules give the phrase wins, else the run nearest it in
+    its sentence (a model's word from the neighbouring clause, "the X is dark, while the Y is sharp", is
+    replaced); the model's word is kept when it lies inside that run, unless the run is negated ("blurry"
+    out of "not blurry" would say the opposite), or is a word the lexicon does not know but the sentence
+    uses ("blue").
     """
-    near = _sentence_quality(description, span, phrase) if rules.repair_quality else None
-    s_start, s_end = _sentence_of(description, span[0])
+    near = None
+    if rules.repair_quality:
+        pair = next((p for p in pairs if p.head[0] < span[1] and span[0] < p.head[1]), None)
+        if pair is not None:
+            near = (description[pair.quality[0] : pair.quality[1]], *pair.quality)
+        else:
+            near = sentence_quality(description, span, phrase)
+    s_start, s_end = sentence_of(description, span[0])
     in_sentence = find_span(description[s_start:s_end], quality) if quality else None
     model_word = description[s_start + in_sentence[0] : s_start + in_sentence[1]] if in_sentence else None
     if near:
-        if model_word and find_span(near[0], model_word):
+        if model_word and find_span(near[0], model_word) and not lexicon.is_negated(near[0]):
             return model_word
-        result.repairs.append(TagRepair("quality", quality, near[0], "quality_from_sentence", phrase))
+        if near[0] != quality:
+            result.repairs.append(TagRepair("quality", quality, near[0], "quality_from_sentence", phrase))
         return near[0]
     # The sentence holds no quality word (from the lexicon) about the phrase: keep the model's own word
     # only if the sentence says it; otherwise the description says nothing of this object's quality.
     return model_word
 
 
+def complete_from_rules(
+    description: str, result: Stage1Result, rules: TagRules, pairs: list[clauses.RulePair]
+) -> Stage1Result:
+    """Every object the clause rules read that no tag covers goes through the same validation: it is added
+    (repair "added_by_rules") or recorded as dropped with the reason (whole image, duplicate, ...)."""
+    for pair in pairs:
+        spans = [find_span(description, t.phrase) for t in result.tags]
+        if any(s is not None and s[0] < pair.head[1] and pair.head[0] < s[1] for s in spans):
+            continue
+        phrase = description[pair.phrase[0] : pair.phrase[1]]
+        quality = description[pair.quality[0] : pair.quality[1]]
+        kept, dropped = len(result.tags), len(result.drops)
+        guess = {"phrase": phrase, "quality": quality, "effect": lexicon.polarity(quality) or ""}
+        validate_tags(description, [guess], rules, pairs=pairs, result=result)
+        if len(result.tags) > kept:
+            result.repairs.append(TagRepair("tag", "", result.tags[-1].phrase, "added_by_rules", phrase))
+        for index in range(dropped, len(result.drops)):
+            drop = result.drops[index]
+            result.drops[index] = replace(drop, detail="; ".join(filter(None, [drop.detail, "clause rules"])))
+    return result
+
+
+def rule_tags(description: str, rules: TagRules | None = None) -> Stage1Result:
+    """Stage 1 by the clause rules alone, no LLM: the reference line of ``bench/stage1_quality.py``."""
+    rules = rules or TagRules()
+    pairs = clauses.rule_pairs(description)
+    return complete_from_rules(description, validate_tags(description, [], rules, pairs=pairs), rules, pairs)
+
+
 STAGE1_MODES = ("sentences", "constrained", "free")
+
+
+def request_units(description: str, pairs: list[clauses.RulePair] | None = None) -> list[str]:
+    """The texts the per-sentence mode asks about: each clause the rules found an object and a quality in
+    (overlapping clauses merged, "the cup, the spoon and the saucer are sharp" is one; clauses about the
+    whole image are not asked about), and each sentence with quality words where they found nothing (the
+    model may see what the rules do not)."""
+    pairs = clauses.rule_pairs(description) if pairs is None else pairs
+    units: list[str] = []
+    for s_start, s_end in clauses.sentences(description):
+        here = [p for p in pairs if s_start <= p.clause[0] < s_end]
+        named = [p for p in here if not lexicon.names_whole_image(description[p.phrase[0] : p.phrase[1]])]
+        inside = sorted(p.clause for p in named)
+        merged: list[tuple[int, int]] = []
+        for start, end in inside:
+            if merged and start < merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        if not here and lexicon.quality_words(description[s_start:s_end]):
+            merged = [(s_start, s_end)]
+        units.extend(description[a:b].strip(" \t\n,;:-") for a, b in merged)
+    return [u for u in units if u]
 
 
 def stage1_request(
@@ -377,12 +371,12 @@ def stage1_request(
 def stage1_requests(
     description: str, *, mode: str = "sentences", few_shot: bool = True
 ) -> list[tuple[list[Message], dict[str, Any]]]:
-    """Every Stage-1 call for a description: one per sentence that has a candidate ("sentences"), or one
-    for the whole text ("constrained", "free")."""
+    """Every Stage-1 call for a description: one per clause that has a candidate ("sentences", see
+    :func:`request_units`), or one for the whole text ("constrained", "free")."""
     if mode not in STAGE1_MODES:
         raise ValueError(f"unknown Stage-1 mode {mode!r}; expected one of {STAGE1_MODES}")
     if mode == "sentences":
-        parts = [m.group(0).strip() for m in _SENTENCE.finditer(description) if m.group(0).strip()]
+        parts = request_units(description)
         requests = [stage1_request(part, mode="constrained", few_shot=few_shot) for part in parts]
     else:
         requests = [stage1_request(description, mode=mode, few_shot=few_shot)]
@@ -400,22 +394,29 @@ def extract_tags(
 ) -> Stage1Result:
     """Stage 1 for one description: ask the LLM (schema-constrained), then validate (LLMError propagates).
 
-    Modes: ``"sentences"`` (default) asks once per sentence, with phrases and quality words limited to
-    that sentence's candidate spans — measured best for the 135M embedded model, which lists only about
-    half the objects when given the whole text; ``"constrained"`` asks once with the whole description's
+    Modes: ``"sentences"`` (default) asks once per clause of each sentence, with phrases and quality words
+    limited to that clause's candidate spans — measured best for the 135M embedded model, which lists only
+    about half the objects when given the whole text; ``"constrained"`` asks once with the whole description's
     candidates; ``"free"`` lets a strong model (Llama-3-8B on vLLM) write any text, validated all the same.
-    Validation always runs against the whole description.
+    Validation always runs against the whole description, and the clause rules complete the result
+    (``TagRules.complete_from_rules``).
     """
     if not description or not description.strip():
         raise ValueError("Stage 1 needs a non-empty description")
-    requests = stage1_requests(description, mode=mode, few_shot=few_shot)
-    if not requests:
-        return Stage1Result(tags=[], drops=[TagDrop("", "", "", "no_candidates", "no noun chunk found")])
-    raw: list[Any] = []
-    for messages, schema in requests:
+    rules = rules or TagRules()
+    pairs = clauses.rule_pairs(description)
+    raw: Any = []  # a list of tags, or the one malformed answer
+    answer: Any = None
+    for messages, schema in stage1_requests(description, mode=mode, few_shot=few_shot):
         answer = llm.chat_json(messages, schema, max_tokens=max_tokens)
         found = answer.get("tags") if isinstance(answer, dict) else answer
         if not isinstance(found, list):
-            return validate_tags(description, found, rules)  # records the malformed answer
+            raw = found  # recorded as one malformed answer; the rules still complete the tags
+            break
         raw.extend(found)
-    return validate_tags(description, raw, rules)
+    result = validate_tags(description, raw, rules, pairs=pairs)
+    if rules.complete_from_rules:
+        complete_from_rules(description, result, rules, pairs)
+    if not result.tags and not result.drops and answer is None:
+        result.drops.append(TagDrop("", "", "", "no_candidates", "no noun chunk found"))
+    return result

@@ -193,7 +193,7 @@ def _expected_yes_no(question: str, obj: KeyObject, obj_span: tuple[int, int]) -
     if not claims:
         return None
     stated = obj.quality.lower()
-    if any(find_span(stated, c) for c in claims):
+    if any(find_span(stated, c) for c in claims) and not lexicon.is_negated(stated):  # not "not blurry"
         return "Yes."
     stated_polarity = lexicon.polarity(stated)
     claim_polarities = {lexicon.polarity(c) for c in claims} - {None}

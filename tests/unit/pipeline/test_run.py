@@ -166,7 +166,8 @@ def test_resume_skips_done_samples_and_retries_transient_failures(
     inputs = write_inputs(
         tmp_path / "in.jsonl",
         world,
-        [{"image": first.image, "description": "DOWN: the red circle is blurry."}],
+        # the cue sits inside the clause: Stage 1 asks clause by clause
+        [{"image": first.image, "description": "The red circle is DOWN and blurry."}],
     )
     out = tmp_path / "out"
     assert run(out, world, inputs, limit=3) == {"processed": 3, "skipped": 0, "failed": 0}

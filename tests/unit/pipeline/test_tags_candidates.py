@@ -21,7 +21,13 @@ pytestmark = pytest.mark.unit
         ("There is noise in the image.", []),  # no determiner-led chunk that is an object
         ("The red star on the right remains clear.", ["red star"]),
         ("The red star on green grass remains clear.", ["red star", "red star on green grass"]),
-        ("The man wearing a white t-shirt is blurry.", ["man", "white t-shirt"]),
+        (
+            "The man wearing a white t-shirt is blurry.",
+            ["man", "man wearing a white t-shirt", "white t-shirt"],
+        ),
+        ("The bird on the branch is crisp.", ["bird", "bird on the branch", "branch"]),
+        ("Sky is noisy, the dark areas have banding.", ["Sky", "areas"]),  # a clause's first word; "dark" is
+        ("faces r sharp, bg is noisey", ["faces", "bg"]),  # a quality word, not part of the name
         ("The dog and the cat are sharp.", ["dog", "cat"]),
         ("The quality drops at the white star at the top.", ["white star"]),
         ("The centre is dark, the bottom left too.", []),  # positions only
