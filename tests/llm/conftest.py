@@ -9,11 +9,30 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_server_outlives_the_session() -> Iterator[None]:
+    """Fails the run if an embedded server it started (directly, through a CLI subprocess, or orphaned)
+    is still running at its end, and kills it. Set up first, so it checks after every other fixture's stop."""
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        yield
+        return
+    from processes import SESSION_MARK, kill_all, marked_servers, wait_gone
+
+    token = os.environ.setdefault(SESSION_MARK, uuid.uuid4().hex)
+    yield
+    left = wait_gone(marked_servers(token), timeout_s=5.0)  # a server may still be on its way out
+    kill_all(left)
+    assert not left, f"embedded LLM servers left running after the tests: pids {[p.pid for p in left]}"
 
 
 @pytest.fixture(scope="session")

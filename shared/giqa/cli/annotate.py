@@ -29,6 +29,7 @@ def chat_llm(settings: Settings, url: str | None) -> Iterator[Any]:
     """The configured LLM client, or the embedded server's (started here, always stopped)."""
     from giqa.llm.client import OpenAIChatClient
     from giqa.llm.server import EmbeddedLLMServer
+    from giqa.llm.signals import exit_on_signals
 
     if url or settings.llm.url:
         client = OpenAIChatClient.from_settings(settings.llm, url=url)
@@ -42,7 +43,7 @@ def chat_llm(settings: Settings, url: str | None) -> Iterator[Any]:
             client.close()
         return
     typer.echo("no LLM URL configured: starting the embedded SmolLM2-135M server", err=True)
-    with EmbeddedLLMServer.from_settings(settings.llm) as server:
+    with exit_on_signals(), EmbeddedLLMServer.from_settings(settings.llm) as server:
         client = server.client_from_settings(settings.llm)
         try:
             yield client

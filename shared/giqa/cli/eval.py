@@ -51,8 +51,10 @@ def _judge(
                 yield Judge(client, cache=cache, concurrency=workers, url=url)
             return
         from giqa.llm.server import EmbeddedLLMServer
+        from giqa.llm.signals import exit_on_signals
 
         with (
+            exit_on_signals(),
             EmbeddedLLMServer.from_settings(llm_settings) as server,
             server.client_from_settings(llm_settings) as client,
         ):

