@@ -8,6 +8,7 @@ import typer
 from giqa.cli.annotate import annotate as annotate_command
 from giqa.cli.annotate import tags as tags_command
 from giqa.cli.common import SafetyNetGroup
+from giqa.cli.demo import demo as demo_command
 from giqa.cli.eval import app as eval_app
 from giqa.cli.llm import app as llm_app
 from giqa.cli.predict import predict_command
@@ -31,6 +32,7 @@ app.add_typer(eval_app, name="eval")
 app.command("predict")(predict_command)
 app.command("detect")(detect_command)
 app.command("judge")(judge_command)
+app.command("demo")(demo_command)
 
 
 def main() -> None:
