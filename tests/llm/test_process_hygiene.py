@@ -9,6 +9,7 @@ kills what it started in ``finally``, so a failing assertion leaves nothing behi
 from __future__ import annotations
 
 import importlib.util
+import json
 import signal
 import socket
 import subprocess
@@ -106,6 +107,39 @@ def test_tags_mid_run_stops_its_server_on_sigterm(tmp_path: Path) -> None:
         parent.send_signal(signal.SIGTERM)
         assert_clean_stop(parent, 143, tmp_path, "tags", "SIGTERM")
         assert wait_gone([server], SERVER_GONE_S) == []
+    finally:
+        kill_parent(parent)
+
+
+def test_eval_with_the_embedded_judge_stops_its_server_on_sigterm(tmp_path: Path) -> None:
+    """Mid-bench (40 judged descriptions): the queue is dropped, the server stops, no report is written."""
+    des = {
+        "task": "des",
+        "mode": "grounding",
+        "image": "i.png",
+        "question": "Assess the quality of this image.",
+        "answer": "The [red circle](<0.10, 0.10, 0.40, 0.50>) is blurry; the rest is sharp.",
+        "objects": [{"phrase": "red circle", "box": [0.1, 0.1, 0.4, 0.5]}],
+    }
+    bench, preds, out = tmp_path / "bench.jsonl", tmp_path / "pred.jsonl", tmp_path / "report.json"
+    bench.write_text("".join(json.dumps({"id": f"d{i}", **des}) + "\n" for i in range(40)))
+    preds.write_text(
+        "".join(
+            json.dumps({"id": f"d{i}", "response": f"Sample {i}: the circle is blurry."}) + "\n"
+            for i in range(40)
+        )
+    )
+    args = ["eval", "--bench", str(bench), "--predictions", str(preds), "--out", str(out), "--quiet"]
+    parent = spawn(
+        giqa_cli(*args, "--embedded-judge", "--cache-dir", str(tmp_path / "cache")), tmp_path, "eval"
+    )
+    try:
+        server = wait_for_server(parent)
+        assert parent.poll() is None, "eval finished before the signal: the test proves nothing"
+        parent.send_signal(signal.SIGTERM)
+        assert_clean_stop(parent, 143, tmp_path, "eval", "SIGTERM")
+        assert wait_gone([server], SERVER_GONE_S) == []
+        assert not out.exists()
     finally:
         kill_parent(parent)
 

@@ -75,7 +75,12 @@ def watch_parent(control: socket.socket, parent_pid: int) -> None:
 
 
 def report(control: socket.socket, line: str) -> None:
-    """One status line to the parent (``port N`` or ``error MESSAGE``); a dead parent is not an error here."""
+    """One status line to the parent (``port N`` or ``error MESSAGE``); a dead parent is not an error here.
+
+    Errors also go to the log, where a parent that missed the line still finds them."""
+    if line.startswith("error "):
+        sys.stderr.write(f"giqa llm launcher: {line[6:]}\n")
+        sys.stderr.flush()
     try:
         control.sendall((" ".join(line.split()) + "\n").encode("utf-8"))
     except OSError:

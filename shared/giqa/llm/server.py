@@ -205,38 +205,53 @@ class EmbeddedLLMServer:
         """Read the launcher's status lines (``port N`` / ``error ...``), then poll /v1/models until 200."""
         assert self._process is not None and self._control is not None
         deadline = time.monotonic() + self.startup_timeout_s
-        pending = b""
-        port: int | None = None
+        pending = bytearray()
+        port_known = False
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            # exit first, status after: a launcher that reported an error and exited at once is read whole
+            exited = self._process.poll() is not None
+            for kind, detail in self._status_lines(pending, wait_s=0.0 if exited else 0.1):
+                if kind == "error":
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._process.wait(timeout=5)
+                    raise self._start_failure(detail)
+                if kind == "port":
+                    self.port, port_known = int(detail), True
+            if exited:
                 raise self._start_failure()
-            readable, _, _ = select.select([self._control], [], [], 0.1)
-            if readable:
-                chunk = self._control.recv(4096)
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    kind, _, detail = line.decode("utf-8", "replace").partition(" ")
-                    if kind == "error":
-                        with contextlib.suppress(subprocess.TimeoutExpired):
-                            self._process.wait(timeout=5)
-                        raise self._start_failure(detail)
-                    if kind == "port":
-                        port = self.port = int(detail)
-                if not chunk and port is None:  # closed without a word: it is exiting; poll() says how
-                    time.sleep(0.1)
-            if port is None:
+            if not port_known:
                 continue
             try:
                 if httpx.get(f"{self.url}/models", timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
-                pass
+                time.sleep(0.05)
         raise EmbeddedServerError(
             f"the embedded LLM server was not ready within {self.startup_timeout_s:.0f} s "
             f"(last log line: {self._last_log_line() or 'none'})",
             log=self.log_tail(),
         )
+
+    def _status_lines(self, pending: bytearray, wait_s: float) -> list[tuple[str, str]]:
+        """Complete status lines the launcher has sent so far (waiting up to ``wait_s`` for the first)."""
+        assert self._control is not None
+        while select.select([self._control], [], [], wait_s)[0]:
+            try:
+                chunk = self._control.recv(4096)
+            except OSError:
+                chunk = b""
+            if not chunk:  # the launcher closed its end: it is exiting, and poll() will say how
+                time.sleep(wait_s)
+                break
+            pending += chunk
+            wait_s = 0.0
+        lines = []
+        while b"\n" in pending:
+            end = pending.index(b"\n")
+            kind, _, detail = pending[:end].decode("utf-8", "replace").partition(" ")
+            del pending[: end + 1]
+            lines.append((kind, detail))
+        return lines
 
     def _start_failure(self, reason: str = "") -> EmbeddedServerError:
         assert self._process is not None
