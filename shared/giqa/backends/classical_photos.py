@@ -90,7 +90,51 @@ KIND_CLASS: dict[str, str] = {
     "pixelate": "pixelated",
     "contrast": "low_contrast",
 }
+_BLURS = ("gaussian_blur", "motion_blur")
+# word -> (kinds that make it true of a degraded box (false for a positive word), True for a positive word):
+# what the bench and the tests ask of a degraded box and of the same box clean
+WORD_KINDS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "blurry": (_BLURS, False),
+    "noisy": (("gaussian_noise",), False),
+    "dark": (("darken", "gamma_dark"), False),
+    "overexposed": (("overexpose", "gamma_bright"), False),
+    "blocky": (("jpeg",), False),
+    "pixelated": (("pixelate",), False),
+    "low contrast": (("contrast",), False),
+    "sharp": ((*_BLURS, "pixelate"), True),
+    "clear": ((*_BLURS, "gaussian_noise", "jpeg", "pixelate", "contrast"), True),
+}
 WINDOW = 256  # photos are cut into windows of this side (small crops keep the CPU cost modest)
+
+
+def already_shows(values: dict[str, float], defect: str) -> bool:
+    """True when a CLEAN crop already shows ``defect`` by plain statistics (no curve involved).
+
+    A box in the black sky of a night photo is dark, clean or not; calling it "not dark" would teach the
+    curve a falsehood. Such clean crops are neither negatives in calibration nor "No" items in the bench
+    (decided: gray mean < 0.15 is dark, > 0.85 overexposed, a 2–98 percentile range under 0.15 low in
+    contrast).
+    """
+    if defect == "dark":
+        return values["mean"] < 0.15
+    if defect == "bright":
+        return values["mean"] > 0.85
+    if defect == "low_contrast":
+        return values["range"] < 0.2
+    return False
+
+
+def shows_change(values: dict[str, float], clean: dict[str, float], defect: str) -> bool:
+    """False when degrading a box left it as it was for ``defect`` (brightening a black box, darkening
+    one already black): such a crop is no example of the defect (decided: a 0.05 move of the mean or a
+    0.05 loss of range)."""
+    if defect == "dark":
+        return clean["mean"] - values["mean"] >= 0.05
+    if defect == "bright":
+        return values["mean"] - clean["mean"] >= 0.05
+    if defect == "low_contrast":
+        return clean["range"] - values["range"] >= 0.05
+    return True
 
 
 class PhotoError(FileNotFoundError):
