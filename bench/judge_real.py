@@ -10,14 +10,24 @@ accuracy of the confident answers, the share abstained, and the AUC of ``p_yes``
 ``detail["p_raw"]`` where the judge records it). Rates are class-balanced: the mean of the rate on clean
 items and on degraded items, so a word with many degraded variants is not scored on those alone.
 
+Items with no right answer are left out, by the same plain-statistics rules the calibration uses
+(:func:`~giqa.backends.classical_photos.already_shows`, :func:`~giqa.backends.classical_photos.shows_change`):
+a clean box that is already black is not asked "dark?", a darkened box that was already black is not an
+example of darkening; the count left out is printed.
+
 Run::
 
     OMP_NUM_THREADS=1 python bench/judge_real.py --per-photo 8 --seed 11
+
+It only uses ``ClassicalJudge(params).judge(image, box, word)`` and ``classical_photos``, so the same
+script scores an older judge: put that version's ``shared/`` (plus this ``classical_photos.py``) first on
+``PYTHONPATH``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -28,22 +38,36 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+import giqa.backends.classical as classical  # noqa: E402
 from giqa.backends.classical import ClassicalJudge  # noqa: E402
-from giqa.backends.classical_photos import HELDOUT, LEVELS, degrade_region, scene_rng, scenes  # noqa: E402
+from giqa.backends.classical_measure import measure  # noqa: E402
+from giqa.backends.classical_photos import (  # noqa: E402
+    HELDOUT,
+    KIND_CLASS,
+    LEVELS,
+    WORD_KINDS,
+    already_shows,
+    degrade_region,
+    scene_rng,
+    scenes,
+    shows_change,
+)
+from giqa.boxes import as_box  # noqa: E402
 
-BLURS = ("gaussian_blur", "motion_blur")
-# word -> (kinds that make it true of a degraded box, True when the word is a positive one)
-WORDS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "blurry": (BLURS, False),
-    "noisy": (("gaussian_noise",), False),
-    "dark": (("darken", "gamma_dark"), False),
-    "overexposed": (("overexpose", "gamma_bright"), False),
-    "blocky": (("jpeg",), False),
-    "pixelated": (("pixelate",), False),
-    "low contrast": (("contrast",), False),
-    "sharp": ((*BLURS, "pixelate"), True),
-    "clear": ((*BLURS, "gaussian_noise", "jpeg", "pixelate", "contrast"), True),
-}
+_MEASURED: dict[tuple[str, tuple[float, ...]], dict[str, float]] = {}
+
+
+def cached_measure(image, box):  # type: ignore[no-untyped-def]
+    """``measure`` once per (pixels, box): every word asks about the same crops (a pure function)."""
+    key = (hashlib.sha1(image.tobytes()).hexdigest(), tuple(as_box(box).as_list()))
+    if key not in _MEASURED:
+        _MEASURED[key] = measure(image, box)
+    return _MEASURED[key]
+
+
+classical.measure = cached_measure  # the judge's own call goes through the cache
+
+WORDS = WORD_KINDS
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -65,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     judge = ClassicalJudge(args.params)
     # word -> label ("clean"/"degraded") -> list of (p_yes, abstained, p_raw)
     results: dict[str, dict[str, list[tuple[float, bool, float]]]] = defaultdict(lambda: defaultdict(list))
+    left_out: dict[str, int] = defaultdict(int)
     start = time.perf_counter()
     for scene in scenes(args.photos, args.per_photo, args.seed):
         variants: dict[str, list] = {}
@@ -73,15 +98,28 @@ def main(argv: list[str] | None = None) -> int:
                 degrade_region(scene.image, scene.box, kind, level, scene_rng(scene, kind, i, args.seed))
                 for i, level in enumerate(LEVELS[kind])
             ]
+        clean = cached_measure(scene.image.convert("RGB"), scene.box)
         for word, (kinds, _positive) in WORDS.items():
-            items = [("clean", scene.image)] + [("degraded", img) for k in kinds for img in variants[k]]
+            classes = {KIND_CLASS[k] for k in kinds}
+            items = []
+            if any(already_shows(clean, c) for c in classes):
+                left_out[word] += 1
+            else:
+                items.append(("clean", scene.image))
+            for k in kinds:
+                for img in variants[k]:
+                    if shows_change(cached_measure(img.convert("RGB"), scene.box), clean, KIND_CLASS[k]):
+                        items.append(("degraded", img))
+                    else:
+                        left_out[word] += 1
             for label, image in items:
                 j = judge.judge(image, scene.box, word)
                 raw = float(j.detail.get("p_raw", j.p_yes))
                 results[word][label].append((j.p_yes, j.abstained, raw))
     elapsed = time.perf_counter() - start
 
-    header = f"{'word':13s} {'n clean/deg':>12s} {'conf.wrong':>10s} {'conf.acc':>9s} {'abstain':>8s} {'AUC':>6s}"
+    header = f"{'word':13s} {'n clean/deg':>12s} {'left out':>8s} {'conf.wrong':>10s} {'conf.acc':>9s}"
+    header += f" {'abstain':>8s} {'AUC':>6s}"
     sys.stdout.write(f"photos: {', '.join(args.photos)}; {args.per_photo} windows each, seed {args.seed}\n")
     sys.stdout.write(header + "\n" + "-" * len(header) + "\n")
     totals = []
@@ -100,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         yes_label, no_label = ("clean", "degraded") if positive else ("degraded", "clean")
         a = auc([r[2] for r in results[word][yes_label]], [r[2] for r in results[word][no_label]])
         n = f"{len(results[word]['clean'])}/{len(results[word]['degraded'])}"
-        sys.stdout.write(f"{word:13s} {n:>12s} {wrong_rate:10.3f} {acc:9.3f} {abstain:8.3f} {a:6.3f}\n")
+        sys.stdout.write(
+            f"{word:13s} {n:>12s} {left_out[word]:8d} {wrong_rate:10.3f} {acc:9.3f} {abstain:8.3f} {a:6.3f}\n"
+        )
         totals.append((wrong_rate, acc, abstain, a))
     mean = np.nanmean(np.asarray(totals), axis=0)
-    sys.stdout.write(f"{'mean':13s} {'':>12s} {mean[0]:10.3f} {mean[1]:9.3f} {mean[2]:8.3f} {mean[3]:6.3f}\n")
+    sys.stdout.write(
+        f"{'mean':13s} {'':>12s} {'':>8s} {mean[0]:10.3f} {mean[1]:9.3f} {mean[2]:8.3f} {mean[3]:6.3f}\n"
+    )
     sys.stdout.write(f"targets: conf.wrong <= 0.10, conf.acc >= 0.85, abstain <= 0.40  ({elapsed:.0f} s)\n")
     return 0
 
