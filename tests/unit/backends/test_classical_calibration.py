@@ -99,10 +99,9 @@ def test_small_calibration_run_writes_a_usable_file(tmp_path) -> None:  # type: 
     args += ["--out", str(out)]
     assert main(args) == 0
     data = json.loads(out.read_text())
-    assert (
-        data["command"].endswith(f"--out {out}") and "--photos astronaut coins moon page" in data["command"]
-    )
-    assert data["real"]["photos"] == SMALL and data["crops"] > 4 * 31
+    assert data["command"].endswith(f"--photos astronaut coins --out {out}")
+    assert data["real"]["photos"] == photos and data["crops"] > 2 * 31
+    assert set(data["bands"]) == set(CLASSES)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temp file
     assert ClassicalJudge(out).health().ok
 
