@@ -32,12 +32,15 @@ class Judgement:
     """A quality judge's answer to "Is the image quality <word>?" on one crop.
 
     ``p_yes`` is P(Yes) / (P(Yes) + P(No)) from the next-token distribution (or a calibrated measurement);
-    ``abstained`` marks a judge that cannot measure the word (then ``p_yes`` is 0.5).
+    ``abstained`` marks a judge that cannot answer (then ``p_yes`` is 0.5, so the IQA-Filter keeps the box)
+    and ``reason`` says why in one line (an unknown word, a crop too small to measure, a measurement that
+    cannot separate); ``detail["abstain"]`` holds the same as a short code where the judge gives one.
     """
 
     p_yes: float
     abstained: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
 
     @property
     def keep(self) -> bool:

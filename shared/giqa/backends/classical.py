@@ -1,29 +1,27 @@
 """A CPU quality judge without weights: quality words become measurements of the crop.
 
-"Is the image quality <word>?" is answered by mapping the word to a defect class and the class to a few
-measurements of the crop, turned into ``p_yes`` by a logistic curve CALIBRATED on GIQA-Synth
-(:mod:`giqa.backends.classical_calibration`; the fitted parameters ship in ``classical_params.json`` with the
-command that produced them).
+"Is the image quality <word>?" is answered by mapping the word to defect classes
+(:mod:`giqa.backends.classical_words`) and each class to a logistic curve over every measurement of
+:mod:`giqa.backends.classical_measure` and their squares. The curves are CALIBRATED on real sample photos
+with one region degraded KADID-style and on GIQA-Synth (:mod:`giqa.backends.classical_calibration`; the
+fitted parameters ship in ``classical_params.json`` with the command that produced them).
 
-Defect classes: blur, noise, dark, bright, low_contrast, blocky. Each class's curve is a logistic
-regression over every measurement of :mod:`giqa.backends.classical_measure` and their squares, so the
-calibration decides what matters for which word.
+Each class also has an abstention BAND learned in calibration from out-of-fold answers on real photos:
+inside it the measurement could not tell degraded from clean, so the judge says so instead of guessing.
+A defect word is a confident Yes when one of its classes is above its band and a confident No when all
+are below; a positive word the reverse (``p_yes = min(1 - p_defect)``). "X and Y" averages the confident
+terms (each measurement is noisy: one weak term lowers the answer instead of vetoing it).
 
-Words: ``blurry``, ``out of focus``, ``noisy``, ``grainy``, ``dark``, ``underexposed``, ``overexposed``,
-``washed out``, ``low contrast``, ``blocky``, ``pixelated`` … (see ``DEFECT_WORDS``). Positive words are the
-negation of their defects: ``sharp`` = not blur, ``clear`` = not (blur or noise or low contrast or blocky),
-``well-exposed`` = not (dark or bright) — ``p_yes = min(1 - p_defect)``. Modifiers ("slightly", "very") are
-ignored, "not X" negates, "X and Y" averages the two terms (each measurement is noisy: one weak term lowers
-the answer instead of vetoing it). A word it cannot measure ABSTAINS: ``p_yes = 0.5``, ``abstained=True`` —
-the IQA-Filter then keeps the box (0.5 >= 0.5), so an unknown word never drops data; the unknown words
-are listed in ``detail``.
+It ABSTAINS — ``p_yes = 0.5``, ``abstained=True``, a one-line ``reason`` and ``detail["abstain"]`` — on
+``unknown_word`` (no word it can measure), ``crop_too_small`` (a box under ``MIN_MEASURE_SIDE`` px) and
+``uncertain`` (inside the band). The IQA-Filter then keeps the box (0.5 >= 0.5): no evidence drops no
+data, and the audit record says why.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -33,162 +31,33 @@ from typing import Any
 from PIL import Image
 
 from giqa.backends.classical_measure import ALL_FEATURES, measure
-from giqa.boxes import Box, BoxLike
+from giqa.backends.classical_words import (
+    CLASSES,
+    DEFECT_WORDS,
+    MULTI_DEFECT_WORDS,
+    POSITIVE_WORDS,
+    Term,
+    known_words,
+    parse_quality,
+)
+from giqa.boxes import Box, BoxLike, as_box
 from giqa.ports import Health, Judgement
 
 PARAMS_FILE = "classical_params.json"
 
-DEFECT_WORDS: dict[str, tuple[str, ...]] = {
-    "blur": (
-        "blurry",
-        "blurred",
-        "blur",
-        "out of focus",
-        "unfocused",
-        "fuzzy",
-        "soft",
-        "motion blurred",
-        "motion blur",
-        "smeared",
-        "smudged",
-        "unclear",
-        "unsharp",
-        "defocused",
-    ),
-    "noise": ("noisy", "noise", "grainy", "grain", "speckled", "speckly", "snowy"),
-    "dark": (
-        "dark",
-        "underexposed",
-        "under exposed",
-        "too dark",
-        "dim",
-        "dimly lit",
-        "low light",
-        "shadowy",
-        "murky",
-    ),
-    "bright": (
-        "overexposed",
-        "over exposed",
-        "washed out",
-        "too bright",
-        "blown out",
-        "bright",
-        "glaring",
-        "blown",
-    ),
-    "low_contrast": ("low contrast", "low in contrast", "faded", "dull", "flat", "hazy", "foggy", "washed"),
-    "blocky": (
-        "blocky",
-        "pixelated",
-        "compressed",
-        "jpeg",
-        "compression artifacts",
-        "artifacts",
-        "artefacts",
-        "mosaic",
-        "blocking",
-    ),
-}
-POSITIVE_WORDS: dict[str, tuple[str, ...]] = {
-    "sharp": ("blur",),
-    "crisp": ("blur",),
-    "in focus": ("blur",),
-    "focused": ("blur",),
-    "well defined": ("blur",),
-    "detailed": ("blur",),
-    "clear": ("blur", "noise", "low_contrast", "blocky"),
-    "clean": ("noise", "blocky"),
-    "smooth": ("noise",),
-    "noise free": ("noise",),
-    "well exposed": ("dark", "bright"),
-    "well lit": ("dark",),
-    "vivid": ("low_contrast", "dark", "bright"),
-    "high contrast": ("low_contrast",),
-}
-_MODIFIERS = (
-    "slightly",
-    "very",
-    "a bit",
-    "a little",
-    "somewhat",
-    "extremely",
-    "heavily",
-    "quite",
-    "rather",
-    "highly",
-    "severely",
-    "mildly",
-    "moderately",
-    "badly",
-    "strongly",
-    "fairly",
-    "overly",
-    "really",
-    "noticeably",
-    "too",
-)
-CLASSES = tuple(DEFECT_WORDS)
-
-
-def _normalize(text: str) -> str:
-    return " ".join(re.sub(r"[-_/]", " ", text.lower()).replace("?", " ").replace(".", " ").split())
-
-
-_MODIFIER_RE = re.compile(
-    r"\b(?:" + "|".join(re.escape(m) for m in sorted(_MODIFIERS, key=len, reverse=True)) + r")\b"
-)
-
-
-def _strip_modifiers(phrase: str) -> str:
-    return _MODIFIER_RE.sub(" ", phrase)
-
-
-# (phrase, kind, classes): kind "defect" or "positive"; longest phrases first so "too dark" beats "dark".
-_LEXICON = sorted(
-    [(w, "defect", (c,)) for c, ws in DEFECT_WORDS.items() for w in ws]
-    + [(w, "positive", cs) for w, cs in POSITIVE_WORDS.items()],
-    key=lambda item: -len(item[0]),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    """One measurable claim read from the quality text: ``p = P(defect)`` or its negation."""
-
-    word: str
-    classes: tuple[str, ...]
-    negate: bool  # True for positive words and for "not <defect>"
-
-
-def parse_quality(quality: str) -> tuple[list[Term], list[str]]:
-    """The measurable terms of a quality text and the words left unknown.
-
-    >>> parse_quality("slightly blurry and noisy")[0][0].classes
-    ('blur',)
-    """
-    text = _normalize(quality)
-    terms: list[Term] = []
-    unknown: list[str] = []
-    for part in re.split(r"\s*(?:,|;|\band\b|\bbut\b|&)\s*", text):
-        words = part.split()
-        negated = False
-        while words and words[0] in ("not", "no", "isn't", "never", "hardly"):
-            negated, words = not negated, words[1:]
-        phrase = " ".join(words)
-        # "too dark" reads as "dark": the lexicon's classes do not depend on the degree
-        phrase = " ".join(w for w in _strip_modifiers(phrase).split())
-        if not phrase:
-            continue
-        hit = next(
-            ((w, k, cs) for w, k, cs in _LEXICON if re.search(rf"(?<!\w){re.escape(w)}(?!\w)", phrase)), None
-        )
-        if hit is None:
-            unknown.append(phrase)
-            continue
-        word, kind, classes = hit
-        terms.append(Term(word, classes, negate=(kind == "positive") != negated))
-    return terms, unknown
+__all__ = [
+    "CLASSES",
+    "DEFECT_WORDS",
+    "MULTI_DEFECT_WORDS",
+    "POSITIVE_WORDS",
+    "Band",
+    "ClassicalJudge",
+    "Curve",
+    "Term",
+    "known_words",
+    "load_params",
+    "parse_quality",
+]
 
 
 # ... and their squares ("name^2"): a logistic curve over both bends where one threshold is not enough
@@ -248,14 +117,44 @@ def load_params(path: str | Path | None = None) -> dict[str, Any]:
     return json.loads(resources.files("giqa.backends").joinpath(PARAMS_FILE).read_text(encoding="utf-8"))
 
 
+MIN_MEASURE_SIDE = 8  # px: a box narrower than this holds too few pixels for any measurement
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """The abstention band of one class: ``lo < p < hi`` cannot be told apart (learned in calibration)."""
+
+    lo: float
+    hi: float
+
+    def verdict(self, p: float) -> bool | None:
+        """True (defect present), False (absent) or None (inside the band: abstain)."""
+        if p >= self.hi:
+            return True
+        if p <= self.lo:
+            return False
+        return None
+
+
+def _abstain(reason: str, code: str, detail: dict[str, Any]) -> Judgement:
+    return Judgement(0.5, abstained=True, detail={**detail, "abstain": code}, reason=reason)
+
+
 class ClassicalJudge:
-    """:class:`giqa.ports.QualityJudge` by measurements; no weights, no GPU."""
+    """:class:`giqa.ports.QualityJudge` by measurements; no weights, no GPU.
+
+    It abstains (``p_yes`` 0.5, ``abstained``, a ``reason``) on a text with no word it knows
+    (``unknown_word``), on a box under ``MIN_MEASURE_SIDE`` pixels (``crop_too_small``) and where the
+    measurement falls inside the class's band that calibration could not separate (``uncertain``).
+    """
 
     name = "classical"
 
     def __init__(self, params: dict[str, Any] | str | Path | None = None) -> None:
         data = params if isinstance(params, dict) else load_params(params)
         self.curves = {name: Curve.from_dict(curve) for name, curve in data["classes"].items()}
+        # params without bands (older files) never abstain on a measurement: lo = hi = 0.5
+        self.bands = {name: Band(*data.get("bands", {}).get(name, (0.5, 0.5))) for name in self.curves}
         self.source = data.get("command", "")
 
     def health(self) -> Health:
@@ -272,18 +171,54 @@ class ClassicalJudge:
     def judge(self, image: Image.Image, box: BoxLike, quality: str) -> Judgement:
         terms, unknown = parse_quality(quality)
         terms = [t for t in terms if all(c in self.curves for c in t.classes)]
+        detail: dict[str, Any] = {"quality": quality, "unknown": unknown}
         if not terms:
-            return Judgement(0.5, abstained=True, detail={"quality": quality, "unknown": unknown})
-        values = measure(image.convert("RGB"), box)
+            return _abstain(
+                f"no quality word the classical judge can measure in {quality!r} "
+                "(`giqa judge --help` lists them)",
+                "unknown_word",
+                detail,
+            )
+        width, height = image.size
+        x1, y1, x2, y2 = as_box(box).to_pixels(width, height)
+        if min(x2 - x1, y2 - y1) < MIN_MEASURE_SIDE:
+            return _abstain(
+                f"box is {x2 - x1}x{y2 - y1} px, too small to measure (needs {MIN_MEASURE_SIDE} px a side)",
+                "crop_too_small",
+                detail,
+            )
+        return self.judge_measured(measure(image.convert("RGB"), box), terms, detail)
+
+    def judge_measured(
+        self, values: dict[str, float], terms: Sequence[Term], detail: dict[str, Any]
+    ) -> Judgement:
+        """The answer from measurements already taken (:func:`measure`)."""
         per_term: dict[str, float] = {}
+        confident: dict[str, float] = {}
         for term in terms:
-            defects = [self.curves[c].p(values) for c in term.classes]
+            p = {c: self.curves[c].p(values) for c in term.classes}
+            verdicts = {c: self.bands[c].verdict(v) for c, v in p.items()}
             # positive word / "not X": every named defect must be absent; defect word: any of its classes
-            per_term[term.word] = min(1.0 - p for p in defects) if term.negate else max(defects)
+            if term.negate:
+                per_term[term.word] = min(1.0 - v for v in p.values())
+            else:
+                per_term[term.word] = max(p.values())
+            # confident when one class is surely present, or every class surely absent
+            if any(verdicts.values()) or all(v is False for v in verdicts.values()):
+                confident[term.word] = per_term[term.word]
         # "X and Y": the mean of the terms' probabilities — each measurement is noisy, so one weak term
         # should lower the answer, not veto it
-        p_yes = sum(per_term.values()) / len(per_term)
-        return Judgement(p_yes, detail={"quality": quality, "terms": per_term, "unknown": unknown})
+        p_raw = sum(per_term.values()) / len(per_term)
+        detail = {**detail, "terms": per_term, "p_raw": p_raw}
+        if not confident:
+            return _abstain(
+                f"the measurements cannot tell {', '.join(per_term)} apart here "
+                f"(p={p_raw:.2f} inside the calibrated band)",
+                "uncertain",
+                detail,
+            )
+        p_yes = sum(confident.values()) / len(confident)
+        return Judgement(p_yes, detail={**detail, "confident_terms": sorted(confident)})
 
     def judge_batch(self, items: Sequence[tuple[Image.Image, Box, str]]) -> list[Judgement]:
         return [self.judge(image, box, quality) for image, box, quality in items]

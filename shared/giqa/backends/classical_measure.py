@@ -9,6 +9,8 @@ All on the grayscale crop in [0, 1] (plus colour where it says so), numpy and sc
 - contrast and colour: RMS contrast, 98–2 percentile range, colour spread, saturation;
 - JPEG blocking: median step on the 8-pixel grid over the median step off it, and the share of ~zero 8×8 DCT
   AC coefficients at the best block alignment over the median alignment;
+- pixelation: the share of neighbouring pixel pairs that are exactly equal away from clipping (a
+  down/up-sampled region repeats every pixel; a photo's own grain almost never does);
 - context: ``rel_*`` = the crop's statistic minus the same statistic on a ring of surroundings (past a guard
   band), which is how a description singles one object out ("darker than the rest").
 
@@ -114,6 +116,27 @@ def _laplacian(gray: np.ndarray) -> np.ndarray:
     return gray[1:-1, :-2] + gray[1:-1, 2:] + gray[:-2, 1:-1] + gray[2:, 1:-1] - 4.0 * gray[1:-1, 1:-1]
 
 
+def _flat_pairs(rgb: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Share of horizontal and vertical neighbour pairs with identical colour, among unclipped pixels.
+
+    Clipped pixels (black or white) are left out: a blown-out sky repeats too, but that is exposure.
+    """
+    quantized = np.round(rgb * 255.0).astype(np.int16)
+    gray = quantized.mean(axis=-1)
+    valid = (gray > 5) & (gray < 250)
+    if mask is not None:
+        valid &= mask
+    shares = []
+    for a, b, va, vb in (
+        (quantized[:, 1:], quantized[:, :-1], valid[:, 1:], valid[:, :-1]),
+        (quantized[1:, :], quantized[:-1, :], valid[1:, :], valid[:-1, :]),
+    ):
+        both = va & vb
+        if both.sum() >= 8:
+            shares.append(float(np.all(a == b, axis=-1)[both].mean()))
+    return float(np.mean(shares)) if shares else 0.0
+
+
 def _saturation(rgb: np.ndarray) -> float:
     top, low = rgb.max(axis=-1), rgb.min(axis=-1)
     return float(np.mean((top - low) / np.maximum(top, 1e-3)))
@@ -159,6 +182,7 @@ def measure_crop(patch: Image.Image) -> dict[str, float]:
         "range": float(np.percentile(gray, 98) - np.percentile(gray, 2)),
         "log_blockiness": math.log(_blockiness(gray)),
         "dct_grid": _dct_grid(gray),
+        "flat_pairs": _flat_pairs(rgb),
     }
 
 
@@ -173,7 +197,37 @@ def grow(image: Image.Image, box: BoxLike) -> Box:
 
 
 # Statistics compared between the crop and its surroundings (the "rel_" features).
-RELATIVE = ("mean", "log_rms", "log_lap_var", "log_noise", "log_colour_spread", "saturation", "log_min_step")
+RELATIVE = (
+    "mean",
+    "log_rms",
+    "log_lap_var",
+    "log_noise",
+    "log_colour_spread",
+    "saturation",
+    "log_min_step",
+    "log_blockiness",
+    "dct_grid",
+    "flat_pairs",
+)
+
+
+def _strip_stats(gray: np.ndarray, strips: list[tuple[int, int, int, int]]) -> dict[str, float]:
+    """Block statistics of the ring, from its rectangular strips (they need whole rows and columns).
+
+    Area-weighted over the strips that are at least 8 px thick; 0-blocking values when none is.
+    """
+    total, block, dct = 0.0, 0.0, 0.0
+    for y1, y2, x1, x2 in strips:
+        part = gray[y1:y2, x1:x2]
+        if min(part.shape) < 8:
+            continue
+        area = float(part.size)
+        total += area
+        block += area * math.log(_blockiness(part))
+        dct += area * _dct_grid(part)
+    if total == 0.0:
+        return {"log_blockiness": 0.0, "dct_grid": 0.0}
+    return {"log_blockiness": block / total, "dct_grid": dct / total}
 
 
 def _context(image: Image.Image, box: BoxLike) -> dict[str, float] | None:
@@ -197,7 +251,18 @@ def _context(image: Image.Image, box: BoxLike) -> dict[str, float] | None:
     lap_mask = mask[1:-1, 1:-1]
     values = gray[mask]
     ring_lap = lap[lap_mask]
+    # the ring as four strips: above and below the guarded box (full width), left and right of it
+    gy1, gy2 = max(0, y1 - guard - wy1), min(gray.shape[0], y2 + guard - wy1)
+    gx1, gx2 = max(0, x1 - guard - wx1), min(gray.shape[1], x2 + guard - wx1)
+    strips = [
+        (0, gy1, 0, gray.shape[1]),
+        (gy2, gray.shape[0], 0, gray.shape[1]),
+        (gy1, gy2, 0, gx1),
+        (gy1, gy2, gx2, gray.shape[1]),
+    ]
     return {
+        **_strip_stats(gray, strips),
+        "flat_pairs": _flat_pairs(rgb, mask),
         "mean": float(values.mean()),
         "log_rms": math.log(float(values.std()) + 1e-3),
         "log_lap_var": math.log(float(ring_lap.var()) + 1e-6) if ring_lap.size else math.log(1e-6),
@@ -240,5 +305,6 @@ ALL_FEATURES: tuple[str, ...] = (
     "range",
     "log_blockiness",
     "dct_grid",
+    "flat_pairs",
     *(f"rel_{name}" for name in RELATIVE),
 )

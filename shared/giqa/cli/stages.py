@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from giqa.backends.classical_words import known_words_text
 from giqa.boxes import BoxError, as_box
 from giqa.cli.common import fail as _fail
 from giqa.settings import get_settings
@@ -81,7 +82,14 @@ def judge(
         tuple[float, float, float, float],
         typer.Option("--box", help="normalized box: x1 y1 x2 y2 in [0, 1]"),
     ],
-    quality: Annotated[str, typer.Option("--quality", help="quality word Tq, e.g. blurry")],
+    quality: Annotated[
+        str,
+        typer.Option(
+            "--quality",
+            help="quality word Tq, e.g. blurry; modifiers (slightly, very) and 'not' are understood. "
+            f"The classical backend knows {known_words_text()}",
+        ),
+    ],
     backend: Annotated[
         Literal["classical", "qinstruct"] | None,
         typer.Option("--backend", help="classical (CPU, no weights) or qinstruct (default: settings)"),
@@ -91,7 +99,11 @@ def judge(
         typer.Option("--model", help="llava-hf Q-Instruct folder (default: pipeline.judge_model)"),
     ] = None,
 ) -> None:
-    """Stage 3: ask "Is the image quality <quality>?" about the crop of one box; prints JSON with p_yes."""
+    """Stage 3: ask "Is the image quality <quality>?" about the crop of one box; prints JSON with p_yes.
+
+    The classical judge abstains (p_yes 0.5, "abstained": true, a "reason") where its calibrated
+    measurements cannot separate degraded from clean; an unknown word or a box under 8 px is an error.
+    """
     from giqa.backends.factory import JudgeConfigError, make_judge
     from giqa.backends.images import ImageError, load_image
 
@@ -113,6 +125,9 @@ def judge(
     except (JudgeConfigError, FileNotFoundError, OSError, ValueError) as exc:
         raise _fail(f"cannot load the judge: {exc}") from None
     result = quality_judge.judge(img, norm_box, quality)
+    if result.abstained and result.detail.get("abstain") in ("unknown_word", "crop_too_small"):
+        # on the command line a word the judge cannot measure, or a box too small, is a usage error
+        raise _fail(result.reason)
     _emit(
         {
             "image": str(image),
@@ -122,6 +137,7 @@ def judge(
             "p_yes": result.p_yes,
             "keep": result.p_yes >= cfg.keep_threshold,
             "abstained": result.abstained,
+            "reason": result.reason,
             "detail": result.detail,
         }
     )

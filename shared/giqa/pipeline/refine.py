@@ -2,6 +2,8 @@
 
 - IQA-Filter runs only when the tag has more than one box. Every crop is asked "Is the image quality <Tq>?"
   (one batched judge call); a box is kept when ``p_yes >= keep_threshold`` (0.5). Every ``p_yes`` is stored.
+  A judge that abstains (unknown word, crop too small, a measurement that cannot separate) answers 0.5, so
+  the box is kept, never dropped on no evidence; the audit record carries ``abstained`` and its ``reason``.
   When every box is rejected the tag keeps none and is recorded as ungrounded **(decided)**.
 - A single box is kept without asking (the detector was prompted with Tr, nothing to disambiguate).
 - Without a judge (``judge=None``) the filter is skipped and recorded as such, so a run without a quality
@@ -68,7 +70,14 @@ class RefinedTag:
             "tag": self.tag.model_dump(mode="json"),
             "raw": [{"box": d.box.as_list(), "score": d.score, "label": d.label} for d in self.raw],
             "judgements": [
-                None if j is None else {"p_yes": j.p_yes, "abstained": j.abstained, "detail": dict(j.detail)}
+                None
+                if j is None
+                else {
+                    "p_yes": j.p_yes,
+                    "abstained": j.abstained,
+                    "reason": j.reason,
+                    "detail": dict(j.detail),
+                }
                 for j in self.judgements
             ],
             "filter_applied": self.filter_applied,

@@ -1,4 +1,4 @@
-"""Calibration of the classical judge: the logistic fit, the labels it trains on, the file it writes."""
+"""Calibration of the classical judge: the logistic fit, the labels and bands it learns, the file written."""
 
 from __future__ import annotations
 
@@ -7,10 +7,28 @@ import json
 import numpy as np
 import pytest
 
-from giqa.backends.classical import ClassicalJudge
-from giqa.backends.classical_calibration import ambiguous_kinds, calibrate, fit_logistic, main
+from giqa.backends.classical import CLASSES, ClassicalJudge
+from giqa.backends.classical_calibration import (
+    AMBIGUOUS,
+    KIND_TO_CLASS,
+    calibrate_rows,
+    choose_band,
+    collect_real,
+    collect_synth,
+    fit_logistic,
+    folds,
+    main,
+)
+from giqa.backends.classical_photos import CALIBRATION, HELDOUT, KIND_CLASS, PHOTOS
 
 pytestmark = pytest.mark.unit
+
+SMALL = ["astronaut", "coins", "moon", "page"]  # four photos: one per fold
+
+
+@pytest.fixture(scope="module")
+def rows():  # type: ignore[no-untyped-def]
+    return collect_real(SMALL, 1, 5100, progress=False) + collect_synth(6, 7300, progress=False)
 
 
 def test_fit_logistic_separates_and_is_balanced() -> None:
@@ -31,19 +49,64 @@ def test_fit_needs_both_labels() -> None:
         fit_logistic(np.zeros((5, 1)), np.ones(5))
 
 
-def test_ambiguous_kinds_follow_synth_confusables() -> None:
-    assert "jpeg" in ambiguous_kinds("blur") and "blur" not in ambiguous_kinds("blur")
-    assert "motion_blur" not in ambiguous_kinds("blur")  # motion blur IS blur for the judge
+def test_ambiguity_covers_synth_confusables_and_every_class() -> None:
+    from giqa.synth.words import CONFUSABLE
+
+    assert set(AMBIGUOUS) == set(CLASSES) and set(KIND_CLASS.values()) == set(CLASSES)
+    for kind, others in CONFUSABLE.items():
+        for other in others:
+            own, theirs = KIND_TO_CLASS[kind], KIND_TO_CLASS[other]
+            assert own == theirs or theirs in AMBIGUOUS[own], (kind, other)
+
+
+def test_held_out_photos_never_calibrate() -> None:
+    assert not set(CALIBRATION) & set(HELDOUT)
+    assert set(CALIBRATION) | set(HELDOUT) <= set(PHOTOS)
+    # the stereo pair is one scene: both halves on the same side
+    assert {"motorcycle_left", "motorcycle_right"} <= set(CALIBRATION)
+
+
+def test_choose_band_keeps_confident_answers_precise() -> None:
+    rng = np.random.default_rng(1)
+    y = np.concatenate([np.zeros(500), np.ones(500)])
+    p = np.clip(np.concatenate([rng.beta(2, 5, 500), rng.beta(5, 2, 500)]), 0, 1)
+    lo, hi = choose_band(p, y, 0.9)
+    assert lo < 0.5 < hi
+    assert (y[p >= hi] == 1).mean() >= 0.9 and (y[p <= lo] == 0).mean() >= 0.9
+    # measurements that cannot separate: no confident side at all
+    lo, hi = choose_band(rng.uniform(0, 1, 1000), y, 0.9)
+    assert lo < 0.0 and hi > 1.0
+
+
+def test_folds_never_split_a_photo(rows) -> None:  # type: ignore[no-untyped-def]
+    fold = folds(rows)
+    for group in {r.group for r in rows}:
+        assert len({int(f) for f, r in zip(fold, rows, strict=True) if r.group == group}) == 1
+
+
+def test_calibration_is_deterministic(rows) -> None:  # type: ignore[no-untyped-def]
+    again = collect_real(SMALL[:1], 1, 5100, progress=False)
+    assert [r.values for r in again] == [r.values for r in rows[: len(again)]]
+    first, second = calibrate_rows(rows), calibrate_rows(rows)
+    assert first == second
+    assert set(first["bands"]) == set(CLASSES)
 
 
 def test_small_calibration_run_writes_a_usable_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "params.json"
-    assert main(["--scenes", "40", "--seed", "7100", "--out", str(out)]) == 0
+    photos = SMALL[:2]
+    args = ["--scenes", "3", "--seed", "7100", "--real-per-photo", "1", "--photos", *photos]
+    args += ["--out", str(out)]
+    assert main(args) == 0
     data = json.loads(out.read_text())
-    assert data["command"].endswith(f"--out {out}") and data["crops"] > 40
+    assert data["command"].endswith(f"--photos astronaut coins --out {out}")
+    assert data["real"]["photos"] == photos and data["crops"] > 2 * 31
+    assert set(data["bands"]) == set(CLASSES)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write leaves no temp file
     assert ClassicalJudge(out).health().ok
 
 
-def test_calibration_is_deterministic() -> None:
-    assert calibrate(15, 7200, progress=False) == calibrate(15, 7200, progress=False)
+def test_calibration_refuses_held_out_photos(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit):
+        main(["--photos", HELDOUT[0], "--out", str(tmp_path / "p.json")])
+    assert not (tmp_path / "p.json").exists()

@@ -44,16 +44,47 @@ def test_judge_prints_p_yes(images: dict[str, Path]) -> None:
     assert sharp.exit_code == 0, sharp.output
     a, b = json.loads(sharp.stdout), json.loads(blurred.stdout)
     assert a["backend"] == "classical" and a["box"] == [0.0, 0.0, 1.0, 1.0] and a["quality"] == "blurry"
-    assert 0.0 <= a["p_yes"] <= 1.0 and b["p_yes"] > a["p_yes"]
+    assert 0.0 <= a["p_yes"] <= 1.0 and b["detail"]["p_raw"] > a["detail"]["p_raw"]
+    assert isinstance(a["abstained"], bool) and isinstance(a["reason"], str)
     assert b["keep"] is (b["p_yes"] >= 0.5)
 
 
-def test_unknown_word_abstains(images: dict[str, Path]) -> None:
+@pytest.mark.parametrize(
+    ("box", "quality", "message"),
+    [
+        (
+            ["0.1", "0.1", "0.6", "0.6"],
+            "lovely",
+            "no quality word the classical judge can measure in 'lovely'",
+        ),
+        (["0.1", "0.1", "0.6", "0.6"], "very", "no quality word"),
+        (["0.5", "0.5", "0.501", "0.9"], "blurry", "too small to measure"),
+    ],
+    ids=["unknown word", "only a modifier", "box under 8 px"],
+)
+def test_what_the_judge_cannot_measure_is_a_clear_error(images, box, quality, message) -> None:  # type: ignore[no-untyped-def]
     out = run(
-        "judge", "--image", str(images["sharp"]), "--box", "0.1", "0.1", "0.6", "0.6", "--quality", "lovely"
+        "judge",
+        "--image",
+        str(images["sharp"]),
+        "--box",
+        *box,
+        "--quality",
+        quality,
+        "--backend",
+        "classical",
     )
-    data = json.loads(out.stdout)
-    assert data["abstained"] is True and data["p_yes"] == 0.5
+    assert out.exit_code == 2 and out.stdout == ""
+    assert message in out.stderr and "Traceback" not in out.output
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_the_words_it_knows() -> None:
+    out = run("judge", "--help")
+    assert out.exit_code == 0
+    text = " ".join(out.stdout.split())
+    for word in ("blurry", "noisy", "underexposed", "overexposed", "blocky", "pixelated", "sharp", "clear"):
+        assert word in text, word
 
 
 @pytest.mark.parametrize(
