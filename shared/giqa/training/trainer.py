@@ -90,6 +90,24 @@ class SFTTrainer(Trainer):
         return self.optimizer
 
     # ---------------------------------------------------------------- checkpoints
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Resume the weights through ``from_pretrained``, which maps the saved key names back.
+
+        transformers 5 saves LLaVA under its original key names (``language_model.model.*``) but Trainer's
+        own resume loads them with ``load_state_dict(strict=False)`` under the new names: every key misses
+        and training would silently restart from the base weights. DeepSpeed, FSDP and PEFT adapters keep
+        their own loaders.
+        """
+        model = self.model if model is None else model
+        folder = Path(resume_from_checkpoint)
+        plain = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config") or not plain:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        dtype = next(model.parameters()).dtype
+        loaded = type(model).from_pretrained(folder, dtype=dtype, local_files_only=True)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        return None
+
     def _save_checkpoint(self, model: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
         super()._save_checkpoint(model, trial, *args, **kwargs)
         self.accelerator.wait_for_everyone()  # every rank's shards are on disk before the marker
