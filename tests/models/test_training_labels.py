@@ -151,3 +151,19 @@ def test_any_answers_are_recovered_from_the_labels(
     runs = _kept_runs(sample["labels"].tolist())
     tok = processor.tokenizer
     assert [tok.decode(r) for r in runs] == [f" {a.strip()}{tok.eos_token}" for a in answers]
+
+
+
+def test_the_tiny_vocabulary_is_the_same_in_every_process() -> None:
+    """Token ids must not depend on the hash seed: every torchrun rank and every resume builds the same one."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from giqa.models.tokenizer import vocabulary; print(vocabulary(['Zebra crisp']))"
+    outputs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        outputs.add(run.stdout)
+    assert len(outputs) == 1

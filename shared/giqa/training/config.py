@@ -110,6 +110,7 @@ class TrainConfig:
     deepspeed: str | None = _f(
         None, "DeepSpeed JSON config (e.g. configs/train/zero3.json), passed to transformers"
     )
+    ddp_backend: str | None = _f(None, "torch.distributed backend (default: nccl with GPUs, gloo on CPU)")
     fsdp: str | None = _f(None, "FSDP options for transformers, e.g. 'full_shard auto_wrap'")
     fsdp_config: str | None = _f(None, "FSDP JSON config file, passed to transformers")
     report_to: str = _f("none", "experiment trackers (transformers names: none, tensorboard, wandb)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,10 @@ def training_arguments(config: TrainConfig, output_dir: Path) -> Any:
         fsdp=config.fsdp or "",
         fsdp_config=config.fsdp_config,
         ddp_find_unused_parameters=False,
+        # On CPU, transformers 5 needs both of these under torchrun; without them it reports world size 2 but
+        # never wraps the model in DDP, and every rank trains alone on its share of the data.
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend=config.ddp_backend or (None if torch.cuda.is_available() or _world_size() == 1 else "gloo"),
     )
 
 
@@ -132,6 +137,7 @@ def load_model(config: TrainConfig, base: Path) -> tuple[Any, Any]:
         for name, param in model.named_parameters():
             if "vision_tower" in name:
                 param.requires_grad_(False)
+    freeze_unused_vision_layers(model)
     if config.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -148,6 +154,29 @@ def load_model(config: TrainConfig, base: Path) -> tuple[Any, Any]:
             model.enable_input_require_grads()
         model = get_peft_model(model, lora)
     return model, processor
+
+
+_VISION_LAYER = re.compile(r"vision_tower\.(?:vision_model\.)?encoder\.layers\.(\d+)\.")
+
+
+def freeze_unused_vision_layers(model: Any) -> list[str]:
+    """Freeze the vision layers past ``vision_feature_layer`` and the tower's final norm (decided).
+
+    LLaVA reads image features from an inner layer (-2 by default), so these weights never get a gradient;
+    left trainable, DDP stops on them as unused parameters. Returns the frozen names.
+    """
+    config = model.config
+    chosen = config.vision_feature_layer
+    total = config.vision_config.num_hidden_layers
+    deepest = max(chosen) if isinstance(chosen, list | tuple) else chosen
+    used = deepest if deepest >= 0 else total + 1 + deepest  # hidden_states[k] is the output of layer k-1
+    frozen = []
+    for name, param in model.named_parameters():
+        match = _VISION_LAYER.search(name)
+        if (match and int(match.group(1)) >= used) or ("vision_tower" in name and "post_layernorm" in name):
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
 
 
 def save_final(trainer: Any, processor: Any, config: TrainConfig, output_dir: Path) -> Path:
@@ -236,11 +265,13 @@ def train(config: TrainConfig, *, callbacks: list[Any] | None = None) -> TrainRe
     )
 
 
-def _all_skips(trainer: Any, skips: SkipLog) -> dict[str, Any]:
+def _all_skips(trainer: Any, skips: Any) -> dict[str, Any]:
     """The skipped-row summary over every rank (each rank sees its own share of the rows)."""
     if trainer.args.world_size == 1:
         return skips.as_dict()
     from accelerate.utils import gather_object
+
+    from giqa.training.data import SkipLog
 
     merged = SkipLog()
     for part in gather_object([skips.as_dict()]):
