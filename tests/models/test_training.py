@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from training_helpers import read_losses, small_config, state_dict, synth_export
 
 pytestmark = pytest.mark.models
@@ -28,7 +29,7 @@ def test_a_few_steps_lower_the_loss_and_move_every_trainable_weight(data: Path, 
     config = small_config(subset, tmp_path / "run", max_steps=6, lr=3e-3, freeze_vision_tower=True)
     result = train(config)
     losses = read_losses(tmp_path / "run")
-    assert len(losses) == 6 and all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert len(losses) == 6 and all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
     assert losses[-1] < losses[0] - 0.5, losses
     before, after = state_dict(tmp_path / "run" / TINY_BASE), state_dict(result.final)
     assert before.keys() == after.keys()
@@ -202,3 +203,32 @@ def test_cli_help_documents_every_field_and_flags_override_yaml(tmp_path: Path) 
     assert config.lr == 3e-5 and config.global_batch == PAPER["global_batch"] and config.freeze_vision_tower
     bad = CliRunner().invoke(app, ["train", "--config", str(yaml_file), "--bogus", "1"])
     assert bad.exit_code == 2
+
+
+def test_llava_next_with_a_projector_lr_and_an_evaluation_at_the_end(
+    data: Path, tmp_path: Path, bench_slice: Path
+) -> None:
+    from transformers import TrainerCallback
+
+    from giqa.training.run import TINY_BASE, train
+
+    groups: list[dict[str, Any]] = []
+
+    class Groups(TrainerCallback):
+        def on_train_end(self, args: Any, state: Any, control: Any, optimizer: Any = None, **kw: Any) -> None:
+            groups.extend({"lr": g["initial_lr"], "n": len(g["params"])} for g in optimizer.param_groups)
+
+    config = small_config(
+        data, tmp_path / "run", arch="llava_next", max_steps=2, tune_projector_lr=5e-3, eval_bench=str(bench_slice),
+        eval_limit=3,
+    )
+    result = train(config, callbacks=[Groups()])
+    assert {g["lr"] for g in groups} == {1e-3, 5e-3}  # (decay and no-decay groups of each)
+    assert sum(g["n"] for g in groups if g["lr"] == 5e-3) == 4  # the projector's two weights and biases
+    before, after = state_dict(tmp_path / "run" / TINY_BASE), state_dict(result.final)
+    unused = {k for k in before if "post_layernorm" in k or ".layers.1." in k and "vision_tower" in k}
+    moved = {k for k in before if not (before[k] == after[k]).all()}
+    assert moved == set(before) - unused, sorted(set(before) - unused - moved)[:5]
+    assert result.report is not None and result.report["counts"]["bench_items"] == 3
+    assert (tmp_path / "run" / "eval" / "report.json").is_file()
+    assert len((tmp_path / "run" / "eval" / "predictions.jsonl").read_text().splitlines()) == 3

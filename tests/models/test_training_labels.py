@@ -17,8 +17,10 @@ pytestmark = pytest.mark.models
 LLAVA_HF_STYLE = (
     "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
     "{% endif %}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
-    "{{ '<image>\n' }}{% endfor %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{{ content['text'] + ' '}}{% endfor %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+    "{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}{% endfor %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 
 Q1 = "<image>\nIs the [red circle](<21, 43>) blurry?"
@@ -97,7 +99,9 @@ def test_only_answers_and_their_eos_carry_labels(
     for token, label in zip(ids, labels, strict=True):  # kept labels are the input tokens themselves
         assert label in (-100, token)
     image_id = tok.convert_tokens_to_ids(processor.image_token)
-    assert ids.count(image_id) == 16 and all(lab == -100 for t, lab in zip(ids, labels) if t == image_id)
+    assert ids.count(image_id) == 16 and all(
+        lab == -100 for t, lab in zip(ids, labels, strict=True) if t == image_id
+    )
     # the prompt the model sees at inference is exactly the unlabelled text before the first answer
     first = labels.index(runs[0][0])
     prompt = tok.decode(ids[:first]).replace(processor.image_token * 16, processor.image_token)
@@ -153,9 +157,8 @@ def test_any_answers_are_recovered_from_the_labels(
     assert [tok.decode(r) for r in runs] == [f" {a.strip()}{tok.eos_token}" for a in answers]
 
 
-
 def test_the_tiny_vocabulary_is_the_same_in_every_process() -> None:
-    """Token ids must not depend on the hash seed: every torchrun rank and every resume builds the same one."""
+    """Token ids must not depend on the hash seed: every torchrun rank and resume builds the same ones."""
     import os
     import subprocess
     import sys
@@ -164,6 +167,8 @@ def test_the_tiny_vocabulary_is_the_same_in_every_process() -> None:
     outputs = set()
     for seed in ("1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
         outputs.add(run.stdout)
     assert len(outputs) == 1

@@ -1,9 +1,9 @@
-"""Checkpoints that are complete or invisible: a marker written last, and folders published by rename.
+"""Checkpoints that are complete or invisible: a marker written last, folders published by rename.
 
 transformers' ``Trainer`` writes ``checkpoint-N/`` file by file; a run killed half-way leaves a folder that
 looks like a checkpoint. Ours gets ``checkpoint_complete.json`` after every rank has finished writing, and
 resume only considers folders that have it (incomplete ones are removed before training goes on, so a later
-save into the same step's folder starts clean). ``final/`` is written to a hidden temporary folder and renamed.
+save into the same step's folder starts clean). ``final/`` is written to a hidden folder, then renamed.
 """
 
 from __future__ import annotations

@@ -285,7 +285,7 @@ def argument_parser(prog: str = "giqa train") -> argparse.ArgumentParser:
     hints = _types()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         helptext = f"{f.metadata['help']} (default: {default})"
         if _base_type(hints[f.name]) is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=helptext)

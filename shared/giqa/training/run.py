@@ -82,7 +82,8 @@ def training_arguments(config: TrainConfig, output_dir: Path) -> Any:
         # On CPU, transformers 5 needs both of these under torchrun; without them it reports world size 2 but
         # never wraps the model in DDP, and every rank trains alone on its share of the data.
         use_cpu=not torch.cuda.is_available(),
-        ddp_backend=config.ddp_backend or (None if torch.cuda.is_available() or _world_size() == 1 else "gloo"),
+        ddp_backend=config.ddp_backend
+        or (None if torch.cuda.is_available() or _world_size() == 1 else "gloo"),
     )
 
 
@@ -127,7 +128,7 @@ def load_model(config: TrainConfig, base: Path) -> tuple[Any, Any]:
     cls = LlavaNextForConditionalGeneration if arch == "llava_next" else LlavaForConditionalGeneration
     # Weights stay fp32 for autocast unless DeepSpeed keeps its own fp32 master copy (decided).
     dtype = torch.bfloat16 if config.bf16 and config.deepspeed else torch.float32
-    model = cls.from_pretrained(base, dtype=dtype, local_files_only=True)
+    model: Any = cls.from_pretrained(base, dtype=dtype, local_files_only=True)
     model.config.use_cache = False
     processor = AutoProcessor.from_pretrained(base, local_files_only=True)
     processor.tokenizer.padding_side = "right"

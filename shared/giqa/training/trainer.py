@@ -72,9 +72,10 @@ class SFTTrainer(Trainer):
         """Trainer's AdamW, plus a separate group for the multimodal projector when it has its own lr."""
         if self.projector_lr is None or self.optimizer is not None:
             return super().create_optimizer(*args, **kwargs)
-        decay = set(self.get_decay_parameter_names(self.model))
+        model: Any = self.model
+        decay = set(self.get_decay_parameter_names(model))
         groups: dict[tuple[bool, bool], list[Any]] = {}
-        for name, param in self.model.named_parameters():
+        for name, param in model.named_parameters():
             if param.requires_grad:
                 groups.setdefault((PROJECTOR in name, name in decay), []).append(param)
         param_groups = [
@@ -85,7 +86,7 @@ class SFTTrainer(Trainer):
             }
             for (is_projector, with_decay), params in sorted(groups.items())
         ]
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer
 
@@ -100,7 +101,9 @@ class SFTTrainer(Trainer):
         """
         model = self.model if model is None else model
         folder = Path(resume_from_checkpoint)
-        plain = (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
+        plain = (folder / "model.safetensors").is_file() or (
+            folder / "model.safetensors.index.json"
+        ).is_file()
         if self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config") or not plain:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         dtype = next(model.parameters()).dtype
