@@ -219,7 +219,12 @@ def test_llava_next_with_a_projector_lr_and_an_evaluation_at_the_end(
             groups.extend({"lr": g["initial_lr"], "n": len(g["params"])} for g in optimizer.param_groups)
 
     config = small_config(
-        data, tmp_path / "run", arch="llava_next", max_steps=2, tune_projector_lr=5e-3, eval_bench=str(bench_slice),
+        data,
+        tmp_path / "run",
+        arch="llava_next",
+        max_steps=2,
+        tune_projector_lr=5e-3,
+        eval_bench=str(bench_slice),
         eval_limit=3,
     )
     result = train(config, callbacks=[Groups()])

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from training_helpers import SMALL_MODEL, read_losses, synth_export
 
 pytestmark = [pytest.mark.models, pytest.mark.slow]  # two launches: ~2.5 min on the shared 2-core machine
