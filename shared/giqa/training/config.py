@@ -286,7 +286,9 @@ def argument_parser(prog: str = "giqa train") -> argparse.ArgumentParser:
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
-        helptext = f"{f.metadata['help']} (default: {default})"
+        default = TINY.get(f.name, default)  # tiny is the default preset
+        paper = f"; paper preset: {PAPER[f.name]}" if f.name in PAPER and PAPER[f.name] != default else ""
+        helptext = f"{f.metadata['help']} (default: {default}{paper})"
         if _base_type(hints[f.name]) is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, help=helptext)
         else:
