@@ -15,6 +15,8 @@ from giqa.cli.predict import predict_command
 from giqa.cli.stages import detect as detect_command
 from giqa.cli.stages import judge as judge_command
 from giqa.cli.synth import app as synth_app
+from giqa.cli.train import CONTEXT as TRAIN_CONTEXT
+from giqa.cli.train import train_command
 
 app = typer.Typer(
     cls=SafetyNetGroup,
@@ -32,6 +34,7 @@ app.add_typer(eval_app, name="eval")
 app.command("predict")(predict_command)
 app.command("detect")(detect_command)
 app.command("judge")(judge_command)
+app.command("train", context_settings=TRAIN_CONTEXT, add_help_option=False)(train_command)
 app.command("demo")(demo_command)
 
 

@@ -73,7 +73,7 @@ def vocabulary(corpus: Iterable[str] = ()) -> list[str]:
     for text in [*des_questions("grid"), *des_questions("norm"), *corpus]:
         words.update(p.strip() for p in piece_split(text) if p.strip().isalpha())
     for word in sorted(words):
-        for form in {word, word.lower(), word.capitalize()}:
+        for form in dict.fromkeys((word, word.lower(), word.capitalize())):  # a set's order varies by process
             tokens += [form, " " + form]
     seen: set[str] = set()
     return [t for t in tokens if not (t in seen or seen.add(t))]  # type: ignore[func-returns-value]
