@@ -16,11 +16,8 @@ install: $(BIN)/python
 	@$(BIN)/python scripts/check_env.py
 
 demo: install
-	$(BIN)/giqa synth bench --seed 0 --out $(OUT)/bench --overwrite
-	$(BIN)/giqa synth scenes --n 200 --seed 0 --out $(OUT)/scenes --overwrite
-	$(BIN)/giqa synth export $(OUT)/scenes --out $(OUT)/scenes/llava.json
-	$(BIN)/giqa synth preview $(OUT)/bench --out $(OUT)/bench/preview.html --png $(OUT)/bench/sheet.png
-	@echo "open $(OUT)/bench/preview.html to check the ground truth by eye"
+	$(BIN)/giqa demo --out $(OUT) --overwrite
+	@echo "open $(OUT)/report.html (results) and $(OUT)/bench/preview.html (the bench's ground truth)"
 
 services:
 	@bash scripts/ensure_services.sh

@@ -91,6 +91,7 @@ def demo(
     from giqa.settings import get_settings
     from giqa.synth import read_scenes, write_bench, write_scenes
     from giqa.synth.bench import BENCH_FILE
+    from giqa.synth.preview import write_html
 
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -104,7 +105,8 @@ def demo(
     t = _step(f"GIQA-Synth: {scenes} training-style scenes and a bench (seed {bench_seed})")
     scenes_dir, bench_dir = out / "scenes", out / "bench"
     write_scenes(scenes, 0, scenes_dir, progress=False)
-    write_bench(bench_seed, bench_dir)
+    write_bench(bench_seed, bench_dir, progress=False)
+    write_html(bench_dir, bench_dir / "preview.html")
     descriptions = out / "descriptions.jsonl"
     atomic_write_text(
         descriptions,
