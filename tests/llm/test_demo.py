@@ -1,5 +1,6 @@
-"""``giqa demo`` end to end on embedded defaults (shipped detector and VLM, the session's real SmolLM2 server),
-sized down: the page, the report and the dataset it promises, and a second run refused without --overwrite."""
+"""``giqa demo`` end to end on embedded defaults (shipped detector and VLM, the session's real SmolLM2
+server), sized down: the page, the report and the dataset it promises, and a rerun refused without
+--overwrite."""
 
 from __future__ import annotations
 
