@@ -11,10 +11,11 @@ from giqa.cli.common import EXIT_UNAVAILABLE, check_url, fail
 
 def predict_command(
     bench: Path = typer.Option(..., "--bench", help="bench JSONL (DESIGN §3.4)"),
-    model: str = typer.Option(
-        ...,
+    model: str | None = typer.Option(
+        None,
         "--model",
-        help="local LLaVA-1.5/1.6 checkpoint folder, or an OpenAI-compatible URL ending in /v1",
+        help="local LLaVA-1.5/1.6 checkpoint folder, or an OpenAI-compatible URL ending in /v1 "
+        "(default: the shipped demo VLM, shared/giqa/assets/vlm)",
     ),
     out: Path = typer.Option(..., "--out", help="predictions JSONL to write ({id, response} per line)"),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="items per generate call / per append"),
@@ -43,32 +44,25 @@ def predict_command(
 
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite exclude each other")
-    is_url = "://" in model  # a checkpoint folder never has one; a malformed URL is refused, not loaded
-    if is_url:
+    is_url = model is not None and "://" in model  # a folder never has one; a bad URL is refused
+    if model is not None and is_url:
         model = check_url(model, "--model")
     try:
         plan = plan_predictions(bench, out, resume=resume, overwrite=overwrite, limit=limit)
     except (InputFileError, OutputPathError, PredictError) as exc:
         raise fail(str(exc)) from exc
+    from giqa.backends.factory import JudgeConfigError, make_vlm
+    from giqa.models.llava import CheckpointError
+
     vlm: GroundedVLM
     try:
+        vlm = make_vlm(model, device=device, dtype=dtype, served_model=served_model, concurrency=concurrency)
         if is_url:
-            from giqa.predict.remote import OpenAIVisionVLM
-
-            vlm = OpenAIVisionVLM.connect(model, model=served_model, concurrency=concurrency)
             health = vlm.health()
             if not health.ok:
                 raise ConnectionError(health.detail)
-        else:
-            from giqa.models.llava import CheckpointError, detect_arch
-
-            try:
-                detect_arch(model)  # a clear message before torch is even imported
-            except CheckpointError as exc:
-                raise fail(str(exc)) from exc
-            from giqa.predict.local import TransformersVLM
-
-            vlm = TransformersVLM(model, device=device, dtype=dtype)
+    except (CheckpointError, JudgeConfigError) as exc:
+        raise fail(str(exc)) from exc
     except ConnectionError as exc:
         raise fail(f"the model endpoint does not answer: {exc}", EXIT_UNAVAILABLE) from exc
     try:
