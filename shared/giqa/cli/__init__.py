@@ -13,6 +13,7 @@ from giqa.cli.predict import predict_command
 from giqa.cli.stages import detect as detect_command
 from giqa.cli.stages import judge as judge_command
 from giqa.cli.synth import app as synth_app
+from giqa.cli.train_detector import train_detector_command
 
 app = typer.Typer(
     name="giqa",
@@ -29,6 +30,7 @@ app.add_typer(eval_app, name="eval")
 app.command("predict")(predict_command)
 app.command("detect")(detect_command)
 app.command("judge")(judge_command)
+app.command("train-detector")(train_detector_command)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Training: the VLM trainer and the demo detector trainer (``giqa.training.detector``)."""
