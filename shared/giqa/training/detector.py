@@ -35,6 +35,7 @@ RECALL_FILE = "recall.json"
 CURVE_FILE = "curve.png"
 MODEL_DIR = "model"
 CHECKPOINTS = "checkpoints"
+TEXT_PREFIXES = ("model.text_backbone.",)
 
 
 @dataclass
@@ -117,7 +118,7 @@ def fixed_offset_loss(
 def _fixed_criterion() -> Any:
     from transformers.loss.loss_grounding_dino import GroundingDinoImageLoss
 
-    class FixedOffsetImageLoss(GroundingDinoImageLoss):  # type: ignore[misc]
+    class FixedOffsetImageLoss(GroundingDinoImageLoss):
         """Sample i's class labels index the concatenated label maps after the maps of samples 0..i-1."""
 
         def _get_target_classes_one_hot(self, outputs: Any, targets: Any, indices: Any) -> Any:
@@ -176,11 +177,13 @@ def build_model(opts: DetectorTrainOptions) -> tuple[Any, Any]:
 
 
 def prepare_for_training(model: Any) -> None:
-    """Freeze the text backbone (cached per phrase: :mod:`giqa.training.detector_text`); fix the loss."""
+    """Train all but the text backbone (cached per phrase: :mod:`giqa.training.detector_text`); fix loss."""
     from giqa.training.detector_text import CachedTextBackbone
 
-    for param in model.model.text_backbone.parameters():
-        param.requires_grad = False
+    # transformers freezes a ResNet backbone's stem and first stage (DETR's rule for ImageNet weights); ours
+    # is random, so everything trains except the pretrained text encoder
+    for name, param in model.named_parameters():
+        param.requires_grad = not name.startswith(TEXT_PREFIXES)
     if not isinstance(model.model.text_backbone, CachedTextBackbone):
         model.model.text_backbone = CachedTextBackbone(model.model.text_backbone)
     model.loss_function = fixed_offset_loss

@@ -43,7 +43,8 @@ class CachedTextBackbone(nn.Module):
         ids = input_ids.cpu().numpy()
         pos = position_ids.cpu().numpy()
         types = (token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)).cpu().numpy()
-        hidden = int(self.bert.config.hidden_size)  # type: ignore[union-attr]
+        config: Any = self.bert.config
+        hidden = int(config.hidden_size)
         out = torch.empty(ids.shape[0], ids.shape[1], hidden, device=input_ids.device)
         with torch.no_grad():
             for b in range(ids.shape[0]):
