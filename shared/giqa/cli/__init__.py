@@ -17,6 +17,7 @@ from giqa.cli.stages import judge as judge_command
 from giqa.cli.synth import app as synth_app
 from giqa.cli.train import CONTEXT as TRAIN_CONTEXT
 from giqa.cli.train import train_command
+from giqa.cli.train_detector import train_detector_command
 
 app = typer.Typer(
     cls=SafetyNetGroup,
@@ -36,6 +37,7 @@ app.command("detect")(detect_command)
 app.command("judge")(judge_command)
 app.command("train", context_settings=TRAIN_CONTEXT, add_help_option=False)(train_command)
 app.command("demo")(demo_command)
+app.command("train-detector")(train_detector_command)
 
 
 def main() -> None:

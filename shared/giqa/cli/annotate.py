@@ -1,9 +1,10 @@
 """``giqa annotate`` (the automated annotation pipeline) and ``giqa tags`` (Stage 1 alone, for debugging).
 
 Without an LLM URL both start the embedded llama.cpp server (SmolLM2-135M) and stop it afterwards. Bad
-configuration (no detector weights, a missing or empty input file, an earlier run in --out without --resume)
-ends with a one-line message on stderr and exit code 2 (3: the LLM server does not answer); bad samples
-(an image path outside --images among them) are recorded in the audit, not fatal.
+configuration (a detector folder that is not there, a missing or empty input file, an earlier run in --out
+without --resume) ends with a one-line message on stderr and exit code 2 (3: the LLM server does not answer);
+bad samples (an image path outside --images among them) are recorded in the audit, not fatal. With no detector
+configured, Stage 2 uses the demo detector shipped in ``giqa/assets/detector``.
 """
 
 from __future__ import annotations
@@ -104,7 +105,11 @@ def annotate(
     ] = None,
     detector: Annotated[
         Path | None,
-        typer.Option("--detector", help="Grounding DINO folder (default: settings pipeline.detector_model)"),
+        typer.Option(
+            "--detector",
+            help="Grounding DINO folder (default: settings pipeline.detector_model, else the shipped demo "
+            "detector trained on GIQA-Synth shapes; give a real one for photographs)",
+        ),
     ] = None,
     judge: Annotated[
         Literal["classical", "qinstruct"] | None,
@@ -129,11 +134,6 @@ def annotate(
     from giqa.pipeline.run import Backends, run_annotation
 
     settings = get_settings()
-    if detector is None and settings.pipeline.detector_model is None:
-        raise _fail(
-            "no Grounding DINO weights configured: pass --detector PATH (a save_pretrained folder) or set "
-            "GIQA_PIPELINE__DETECTOR_MODEL; the pipeline does not invent boxes"
-        )
     try:
         check_output_dir(out, "--out")
         items = read_inputs(descriptions, images, max_chars=settings.annotate.max_description_chars)

@@ -27,7 +27,12 @@ def detect(
     image: Annotated[Path, typer.Option("--image", help="image file to search")],
     phrase: Annotated[list[str], typer.Option("--phrase", help="object phrase Tr; repeat for several")],
     model: Annotated[
-        Path | None, typer.Option("--model", help="Grounding DINO folder (default: pipeline.detector_model)")
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Grounding DINO folder (default: pipeline.detector_model, else the shipped demo detector "
+            "trained on GIQA-Synth shapes)",
+        ),
     ] = None,
     threshold: Annotated[
         float | None, typer.Option("--threshold", min=0.0, max=1.0, help="box threshold (default: settings)")
@@ -41,9 +46,6 @@ def detect(
     from giqa.backends.images import ImageError, load_image
 
     cfg = get_settings().pipeline
-    model_path = model or cfg.detector_model
-    if model_path is None:
-        raise _fail("no detector model: pass --model or set GIQA_PIPELINE__DETECTOR_MODEL")
     phrases = [p for p in phrase if p.strip()]
     if not phrases:
         raise _fail("give at least one non-empty --phrase")
@@ -55,9 +57,7 @@ def detect(
     from giqa.backends.gdino import detections_to_json
 
     try:
-        detector = make_detector(
-            cfg, model=model_path, box_threshold=threshold, text_threshold=text_threshold
-        )
+        detector = make_detector(cfg, model=model, box_threshold=threshold, text_threshold=text_threshold)
     except (FileNotFoundError, OSError, ValueError) as exc:
         raise _fail(f"cannot load the detector: {exc}") from None
     results = detector.detect(img, phrases)
@@ -65,7 +65,7 @@ def detect(
         {
             "image": str(image),
             "size": list(img.size),
-            "model": str(model_path),
+            "model": str(detector.model_path),
             "box_threshold": detector.box_threshold,
             "text_threshold": detector.text_threshold,
             "phrases": [

@@ -107,9 +107,13 @@ def test_bad_input_fails_clearly(images, image, box, extra, env, message) -> Non
     assert out.stdout == ""
 
 
-def test_detect_needs_a_model(images: dict[str, Path]) -> None:
-    out = run("detect", "--image", str(images["sharp"]), "--phrase", "red circle")
-    assert out.exit_code == 2 and "no detector model" in out.stderr
+def test_detect_refuses_a_missing_model_folder(images: dict[str, Path], tmp_path: Path) -> None:
+    # with nothing configured `giqa detect` uses the shipped demo detector (tests/models/test_train_detector)
+    env = {"GIQA_PIPELINE__DETECTOR_MODEL": str(tmp_path / "no-such-gdino")}
+    out = run("detect", "--image", str(images["sharp"]), "--phrase", "red circle", env=env)
+    assert (
+        out.exit_code == 2 and "no Grounding DINO checkpoint" in out.stderr and "Traceback" not in out.output
+    )
 
 
 def test_pixel_limit_is_checked_before_decoding(tmp_path: Path) -> None:
