@@ -15,6 +15,7 @@ from dataclasses import dataclass
 DEFECT_WORDS: dict[str, tuple[str, ...]] = {
     "blur": (
         "blurry",
+        "blurrier",
         "blurred",
         "blur",
         "out of focus",
@@ -33,7 +34,7 @@ DEFECT_WORDS: dict[str, tuple[str, ...]] = {
         "lacks detail",
         "loses detail",
     ),
-    "noise": ("noisy", "noise", "grainy", "grain", "speckled", "speckly", "snowy"),
+    "noise": ("noisy", "noisier", "noise", "grainy", "grainier", "grain", "speckled", "speckly", "snowy"),
     "dark": (
         "dark",
         "underexposed",
@@ -54,9 +55,23 @@ DEFECT_WORDS: dict[str, tuple[str, ...]] = {
         "too bright",
         "blown out",
         "glaring",
+        "glare",
+        "flare",
+        "lens flare",
+        "clipped",
         "blown",
     ),
-    "low_contrast": ("low contrast", "low in contrast", "faded", "dull", "flat", "hazy", "foggy", "washed"),
+    "low_contrast": (
+        "low contrast",
+        "low in contrast",
+        "faded",
+        "faint",
+        "dull",
+        "flat",
+        "hazy",
+        "foggy",
+        "washed",
+    ),
     "blocky": (
         "jpeg",
         "jpeg artifacts",
@@ -78,10 +93,16 @@ MULTI_DEFECT_WORDS: dict[str, tuple[str, ...]] = {
     "poor": ("blur", "noise", "low_contrast", "blocky", "pixelated"),
     "bad": ("blur", "noise", "low_contrast", "blocky", "pixelated"),
     "degraded": ("blur", "noise", "low_contrast", "blocky", "pixelated"),
+    # text that cannot be read: too soft or too coarse (Stage 1's document vocabulary)
+    "illegible": ("blur", "pixelated"),
+    "unreadable": ("blur", "pixelated"),
 }
 _ALL_DEFECTS = ("blur", "noise", "low_contrast", "blocky", "pixelated")
 POSITIVE_WORDS: dict[str, tuple[str, ...]] = {
     "sharp": ("blur", "blocky", "pixelated"),
+    "sharper": ("blur", "blocky", "pixelated"),
+    "legible": ("blur", "pixelated"),
+    "readable": ("blur", "pixelated"),
     "crisp": ("blur", "blocky", "pixelated", "low_contrast"),
     "in focus": ("blur",),
     "focused": ("blur",),
@@ -89,10 +110,12 @@ POSITIVE_WORDS: dict[str, tuple[str, ...]] = {
     "well defined": ("blur", "blocky", "pixelated"),
     "detailed": ("blur", "pixelated"),
     "clear": _ALL_DEFECTS,
+    "clearer": _ALL_DEFECTS,
     "clean": ("noise", "blocky", "pixelated"),
     "smooth": ("noise", "blocky", "pixelated"),
     "noise free": ("noise",),
     "well exposed": ("dark", "bright"),
+    "properly exposed": ("dark", "bright"),
     "well lit": ("dark",),
     "bright": ("dark",),  # "bright" praises the light (lexicon: positive); "too bright" is a defect
     "balanced": ("dark", "bright"),

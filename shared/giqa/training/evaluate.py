@@ -16,8 +16,9 @@ def evaluate_checkpoint(
     """Answer ``bench`` with ``model_dir`` and write ``predictions.jsonl``, ``report.json`` in ``out_dir``."""
     import torch
 
-    from giqa.evaluation.io import read_bench, read_predictions, write_json_atomic, write_jsonl_atomic
+    from giqa.evaluation.io import read_bench, read_predictions
     from giqa.evaluation.report import evaluate
+    from giqa.files import atomic_write_json, atomic_write_jsonl
     from giqa.metrics.similarity import MiniLMSimilarity
     from giqa.predict.local import TransformersVLM
     from giqa.predict.runner import run_predictions
@@ -32,6 +33,6 @@ def evaluate_checkpoint(
     result = evaluate(
         items, read_predictions(predictions, [it.id for it in items]), similarity=MiniLMSimilarity()
     )
-    write_json_atomic(out_dir / "report.json", result.report)
-    write_jsonl_atomic(out_dir / "report.items.jsonl", result.items)
+    atomic_write_json(out_dir / "report.json", result.report)
+    atomic_write_jsonl(out_dir / "report.items.jsonl", result.items)
     return result.report

@@ -231,7 +231,15 @@ def test_curve_round_trip_and_missing_class_is_unhealthy(tmp_path) -> None:  # t
 
 
 # Words of the pipeline's vocabularies that name a defect these measurements cannot see: they abstain
-NOT_MEASURED = {"banding", "chromatic aberration", "distorted", "distortion", "oversaturated"}
+NOT_MEASURED = {
+    "banding",
+    "chromatic aberration",
+    "distorted",
+    "distortion",
+    "oversaturated",
+    "moire",
+    "posterized",
+}
 
 
 def test_every_word_the_pipeline_meets_is_known_with_its_polarity() -> None:
