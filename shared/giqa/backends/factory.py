@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,14 @@ def make_detector(
     """The configured :class:`giqa.ports.Detector` (Grounding DINO from a local folder); the keyword
     arguments, when given, override the settings. With no model given or configured, the shipped demo
     detector (:func:`shipped_detector`)."""
-    path = model or cfg.detector_model or shipped_detector()
+    path = model or cfg.detector_model
+    if path is None:
+        path = shipped_detector()
+        logging.getLogger("giqa").warning(
+            "no detector configured: using the shipped demo Grounding DINO (GIQA-Synth shapes only, "
+            "box recall 0.18; %s/MODEL_CARD.md); set GIQA_PIPELINE__DETECTOR_MODEL for real photos",
+            path,
+        )
     from giqa.backends.gdino import GroundingDinoDetector
 
     return GroundingDinoDetector(
