@@ -182,11 +182,15 @@ CASES = [
     ),
     # ---------------------------------------------------------------- annotate / tags
     Case(
-        "annotate-no-detector",
+        "annotate-configured-detector-missing",
         [*ANN, "--descriptions", "d.jsonl"],
-        file_at("d.jsonl", b"{}\n"),
+        lambda root: (
+            bench(root),
+            file_at("d.jsonl", b'{"image": "a.png", "description": "The cat is blurry."}\n')(root),
+        ),
         2,
-        "no Grounding DINO weights",
+        "no Grounding DINO checkpoint",
+        env={"GIQA_PIPELINE__DETECTOR_MODEL": "no-such-gdino"},
     ),
     Case(
         "annotate-llm-url-not-url",
@@ -258,11 +262,12 @@ CASES = [
     Case("tags-empty", ["tags", "--description", "  ", "--llm-url", DEAD_URL], code=2, message="empty"),
     # ---------------------------------------------------------------- detect / judge
     Case(
-        "detect-no-model",
+        "detect-configured-model-missing",
         ["detect", "--image", "b/images/a.png", "--phrase", "cat"],
         bench,
         2,
-        "no detector model",
+        "no Grounding DINO checkpoint",
+        env={"GIQA_PIPELINE__DETECTOR_MODEL": "no-such-gdino"},
     ),
     Case(
         "detect-missing-image",
