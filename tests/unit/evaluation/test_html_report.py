@@ -24,6 +24,15 @@ def _images(root: Path) -> None:
         Image.new("RGB", (40, 30), (90, 90, 90)).save(path)
 
 
+def _eval_page(bench: Path, preds: Path, page: Path, *extra: str) -> str:
+    """Run ``giqa eval --no-judge --html page`` and return the page."""
+    out = page.parent / "r.json"
+    args = ["eval", "--bench", str(bench), "--predictions", str(preds), "--out", str(out), "--no-judge"]
+    result = CliRunner().invoke(app, [*args, "--quiet", "--html", str(page), *extra])
+    assert result.exit_code == 0, result.output
+    return page.read_text(encoding="utf-8")
+
+
 def test_page_shows_metrics_truth_prediction_and_question_boxes(bench_file: Path, tmp_path: Path) -> None:
     _images(bench_file.parent)
     preds = write_jsonl(
@@ -34,26 +43,7 @@ def test_page_shows_metrics_truth_prediction_and_question_boxes(bench_file: Path
         ],
     )
     page = tmp_path / "out" / "page.html"
-    result = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            "--bench",
-            str(bench_file),
-            "--predictions",
-            str(preds),
-            "--out",
-            str(tmp_path / "r.json"),
-            "--no-judge",
-            "--quiet",
-            "--html",
-            str(page),
-            "--html-limit",
-            "3",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    text = page.read_text(encoding="utf-8")
+    text = _eval_page(bench_file, preds, page, "--html-limit", "3")
     assert "GIQA-Bench metrics" in text and "Tag-Recall" in text
     assert text.count("<section>") == 3  # the limit
     first = text.split("<section>")[1]
@@ -70,22 +60,4 @@ def test_page_shows_metrics_truth_prediction_and_question_boxes(bench_file: Path
 def test_page_escapes_model_text(bench_file: Path, tmp_path: Path) -> None:
     _images(bench_file.parent)
     preds = write_jsonl(tmp_path / "m.jsonl", [{"id": "d1", "response": "<script>alert(1)</script>"}])
-    page = tmp_path / "p.html"
-    result = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            "--bench",
-            str(bench_file),
-            "--predictions",
-            str(preds),
-            "--out",
-            str(tmp_path / "r.json"),
-            "--no-judge",
-            "--quiet",
-            "--html",
-            str(page),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert "<script>" not in page.read_text(encoding="utf-8")
+    assert "<script>" not in _eval_page(bench_file, preds, tmp_path / "p.html")
