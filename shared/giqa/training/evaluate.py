@@ -16,17 +16,17 @@ def evaluate_checkpoint(
     """Answer ``bench`` with ``model_dir`` and write ``predictions.jsonl``, ``report.json`` in ``out_dir``."""
     import torch
 
+    from giqa.backends.factory import make_vlm
     from giqa.evaluation.io import read_bench, read_predictions
     from giqa.evaluation.report import evaluate
     from giqa.files import atomic_write_json, atomic_write_jsonl
     from giqa.metrics.similarity import MiniLMSimilarity
-    from giqa.predict.local import TransformersVLM
     from giqa.predict.runner import run_predictions
 
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = out_dir / "predictions.jsonl"
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    vlm = TransformersVLM(model_dir, device=device)
+    vlm = make_vlm(model_dir, device=device)
     run_predictions(bench, vlm, predictions, overwrite=True, limit=limit, progress=False)
     items = read_bench(bench)
     items = items[:limit] if limit else items
