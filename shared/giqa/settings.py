@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -103,6 +103,20 @@ class AnnotateSettings(BaseModel):
     max_description_chars: int = Field(4000, ge=1, description="longer descriptions are refused")
 
 
+class ServiceSettings(BaseModel):
+    """What every HTTP service shares (:mod:`giqa.service`): keys, limits, binding."""
+
+    host: str = Field("127.0.0.1", description="address the service binds (0.0.0.0 in a container)")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="bearer keys of API callers; empty: no key needed (development)"
+    )
+    operator_keys: list[SecretStr] = Field(
+        default_factory=list, description="bearer keys of operators (runs, jobs); they may also call the API"
+    )
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
+    request_timeout_s: float = Field(120.0, gt=0, description="a request running longer gets 504")
+
+
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/giqa``, else ``~/.cache/giqa`` (decided): a cache outlives the run that filled it
     and is shared by runs started from any folder, so it never lands in the working directory."""
@@ -124,6 +138,7 @@ class Settings(BaseSettings):
     eval: EvalSettings = Field(default_factory=EvalSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
 
 class SettingsError(ValueError):

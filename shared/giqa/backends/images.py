@@ -6,10 +6,12 @@ an image over the pixel limit (decompression bombs included), a box that is not 
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import IO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from giqa.boxes import Box, BoxLike, as_box
 
@@ -31,24 +33,40 @@ def check_size(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Imag
     return image
 
 
+def _open_rgb(source: str | Path | IO[bytes], max_pixels: int, where: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                check_size(img, max_pixels)  # the header is read, the pixels are not decoded yet
+                img.load()
+                # EXIF orientation: boxes follow the image as it is displayed, not as it is stored
+                return ImageOps.exif_transpose(img).convert("RGB")
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"cannot read {where} as an image: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise ImageError(f"cannot read {where} as an image (corrupt or truncated): {exc}") from exc
+
+
 def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open ``path`` as an RGB image after checking its size from the header (before decoding)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image not found: {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                check_size(img, max_pixels)  # the header is read, the pixels are not decoded yet
-                img.load()
-                return img.convert("RGB")
-    except ImageError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"cannot read {path} as an image: {exc}") from exc
-    except OSError as exc:  # truncated or corrupt data
-        raise ImageError(f"cannot read {path} as an image (corrupt or truncated): {exc}") from exc
+    return _open_rgb(path, max_pixels, str(path))
+
+
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, where: str = "the upload"
+) -> Image.Image:
+    """Bytes (an upload, an object-store body, a task payload's image) as an RGB image, with the same
+    checks as :func:`load_image`: empty bytes, bytes that are not an image, corrupt or truncated data and
+    images over the pixel limit raise :class:`ImageError` naming ``where``."""
+    if not data:
+        raise ImageError(f"{where} is empty (0 bytes)")
+    return _open_rgb(io.BytesIO(data), max_pixels, where)
 
 
 def crop(image: Image.Image, box: BoxLike, min_side: int = 1) -> Image.Image:
