@@ -188,7 +188,7 @@ def test_add_samples_beyond_one_chunk(sessions: sessionmaker[Session]) -> None:
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(keys=st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=30))
+@given(keys=st.lists(st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=20), max_size=30))
 def test_add_samples_maps_every_key_to_one_id(sessions: sessionmaker[Session], keys: list[str]) -> None:
     with session_scope(sessions) as s:
         run_id = dal.create_run(s, name="h", config={})
@@ -198,6 +198,19 @@ def test_add_samples_maps_every_key_to_one_id(sessions: sessionmaker[Session], k
     assert len(set(ids)) == len(set(keys))
     pairs = list(zip(ids, keys, strict=True))
     assert all((a == b) == (ka == kb) for a, ka in pairs for b, kb in pairs)
+
+
+def test_nul_characters_are_refused_before_the_database_sees_them(sessions: sessionmaker[Session]) -> None:
+    run_id, (sid, *_) = new_run(sessions, n=1)
+    with session_scope(sessions) as s:
+        with pytest.raises(ValueError, match="sample key .* holds a NUL"):
+            dal.add_samples(s, run_id=run_id, samples=[SampleIn("a\x00b", "i.png", "t")])
+        with pytest.raises(ValueError, match="'k': description"):
+            dal.add_samples(s, run_id=run_id, samples=[SampleIn("k", "i.png", "bad\x00text")])
+        with pytest.raises(ValueError, match="stage1 payload is not storable JSON: it holds a NUL"):
+            dal.upsert_stage(s, sample_id=sid, stage="stage1", payload={"tags": ["a\x00"]}, seconds=0)
+        with pytest.raises(ValueError, match="run name"):
+            dal.create_run(s, name="\x00", config={})
 
 
 def test_get_sample_of_a_missing_id(sessions: sessionmaker[Session]) -> None:

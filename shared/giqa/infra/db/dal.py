@@ -115,6 +115,7 @@ class Progress:
 def create_run(s: Session, *, name: str, config: dict[str, Any], images_prefix: str | None = None) -> str:
     """A new run in state pending; returns its id (a uuid4 hex)."""
     run_id = uuid4().hex
+    _text(name, "run name")
     s.add(
         Run(
             id=run_id,
@@ -197,6 +198,10 @@ def add_samples(s: Session, *, run_id: str, samples: Sequence[SampleIn]) -> list
     there keeps its row as it is and returns its id (so does a key repeated within ``samples``)."""
     if s.get(Run, run_id) is None:
         raise NotFoundError(f"run {run_id} not found")
+    for x in samples:
+        _text(x.key, "sample key")
+        _text(x.image_ref, f"sample {x.key!r}: image path")
+        _text(x.description, f"sample {x.key!r}: description")
     now = utcnow()
     for start in range(0, len(samples), CHUNK):
         rows = [
@@ -375,9 +380,18 @@ def _json(value: dict[str, Any], what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
     try:
-        json.dumps(value, allow_nan=False)
+        dumped = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} is not storable JSON: {exc}") from None
+    if "\\u0000" in dumped:
+        raise ValueError(f"{what} is not storable JSON: it holds a NUL character (\\u0000)")
+    return value
+
+
+def _text(value: str, what: str) -> str:
+    """``value`` if Postgres can store it as text (no NUL character; SQLite would, the two must agree)."""
+    if "\x00" in value:
+        raise ValueError(f"{what} {value!r} holds a NUL character, which cannot be stored")
     return value
 
 
