@@ -357,6 +357,34 @@ def run_progress(s: Session, *, run_id: str, failures_limit: int = 20) -> Progre
     return Progress(run_id, sum(by_state.values()), by_state, by_stage, failures)
 
 
+def latest_failures(s: Session, *, run_id: str) -> dict[int, FailureView]:
+    """The latest failure of each of the run's failed samples, by sample id (the export's failed records)."""
+    earlier = aliased(Failure)
+    latest = select(func.max(earlier.id)).where(earlier.sample_id == Sample.id).scalar_subquery()
+    rows = s.execute(
+        select(Failure, Sample.key)
+        .join(Sample, and_(Sample.id == Failure.sample_id, Failure.id == latest))
+        .where(Sample.run_id == run_id, Sample.state == "failed")
+    )
+    return {
+        f.sample_id: FailureView(f.sample_id, key, f.stage, f.reason, f.retryable, _utc(f.created_at))
+        for f, key in rows
+    }
+
+
+def stage_seconds(s: Session, *, run_id: str) -> dict[int, dict[str, float]]:
+    """Seconds each stage took, per sample id of the run (the export's timings and the throughput)."""
+    rows = s.execute(
+        select(StageResult.sample_id, StageResult.stage, StageResult.seconds)
+        .join(Sample, Sample.id == StageResult.sample_id)
+        .where(Sample.run_id == run_id)
+    )
+    out: dict[int, dict[str, float]] = {}
+    for sample_id, stage, seconds in rows:
+        out.setdefault(sample_id, {})[stage] = seconds
+    return {k: {st: v[st] for st in STAGES if st in v} for k, v in out.items()}
+
+
 # ------------------------------------------------------------------------------------------- helpers
 
 
