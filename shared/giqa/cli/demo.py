@@ -76,8 +76,8 @@ def demo(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier demo in --out")] = False,
 ) -> None:
     """Synth scenes → annotate → dataset → demo VLM on a synth bench → eval → one HTML report."""
-    from giqa.backends.factory import make_detector, make_judge, make_vlm
-    from giqa.cli.annotate import _config, chat_llm
+    from giqa.backends.factory import annotate_config, make_detector, make_judge, make_vlm
+    from giqa.cli.annotate import chat_llm
     from giqa.evaluation.html_report import write_report_html
     from giqa.evaluation.io import read_bench, read_predictions
     from giqa.evaluation.report import evaluate
@@ -130,7 +130,7 @@ def demo(
             scenes_dir,
             annotate_dir,
             Backends(llm=llm, **backends_args),
-            _config(settings, settings.pipeline.box_form),
+            annotate_config(settings),
         )
     summary = export_from_audit(annotate_dir / "audit.jsonl", annotate_dir, seed=settings.annotate.seed)
     _done(
@@ -147,7 +147,8 @@ def demo(
     t = _step("eval (no judge: LLM-Score and Acc(W) need a Llama-3-class judge, --judge-url)")
     bench = read_bench(bench_file)[:bench_items]
     preds = read_predictions(predictions, [it.id for it in bench])
-    result = evaluate(bench, preds, similarity=MiniLMSimilarity())
+    grid = (settings.grid_n, settings.grid_m)
+    result = evaluate(bench, preds, similarity=MiniLMSimilarity(), grid=grid)
     atomic_write_json(out / "report.json", result.report)
     table = format_table([(model.model_name, result.report)])
     _done(t)
@@ -174,6 +175,7 @@ def demo(
         title="Grounding-IQA demo",
         intro=f"Everything on embedded defaults, in {time.perf_counter() - total:.0f} s.",
         extra_html=extra,
+        grid=grid,
     )
     typer.echo(table)
     typer.echo(

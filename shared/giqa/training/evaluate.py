@@ -30,8 +30,14 @@ def evaluate_checkpoint(
     run_predictions(bench, vlm, predictions, overwrite=True, limit=limit, progress=False)
     items = read_bench(bench)
     items = items[:limit] if limit else items
+    from giqa.settings import get_settings
+
+    settings = get_settings()
     result = evaluate(
-        items, read_predictions(predictions, [it.id for it in items]), similarity=MiniLMSimilarity()
+        items,
+        read_predictions(predictions, [it.id for it in items]),
+        similarity=MiniLMSimilarity(),
+        grid=(settings.grid_n, settings.grid_m),
     )
     atomic_write_json(out_dir / "report.json", result.report)
     atomic_write_jsonl(out_dir / "report.items.jsonl", result.items)
