@@ -111,7 +111,7 @@ class WorkerContext:
 
         p = self.settings.pipeline
         if role == "llm":
-            return self._stack.enter_context(factory.make_chat_llm(self.settings))
+            return self._stack.enter_context(factory.make_chat_llm(self.settings, handle_signals=False))
         if role == "detector":
             return factory.make_detector(p)
         if role == "judge":

@@ -179,6 +179,11 @@ def record_dataset(s: Session, *, run_id: str, key: str, val_key: str | None, st
     s.execute(statement.on_conflict_do_update(index_elements=["run_id"], set_=values))
 
 
+def dataset_stats(s: Session, *, run_id: str) -> dict[str, Any] | None:
+    """The statistics recorded with the run's dataset (None: not exported yet)."""
+    return s.scalars(select(Dataset.stats).where(Dataset.run_id == run_id)).one_or_none()
+
+
 # --------------------------------------------------------------------------------------------- images
 
 
