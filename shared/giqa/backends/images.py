@@ -6,6 +6,7 @@ an image over the pixel limit (decompression bombs included), a box that is not 
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -36,19 +37,40 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image not found: {path}")
+    return _decode(path, str(path), max_pixels)
+
+
+def load_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, where: str = "image") -> Image.Image:
+    """``data`` (the bytes of an image file: an upload, an object from storage) as an RGB image, with the
+    checks :func:`load_image` makes; ``where`` names the input in the error (a key, a file name)."""
+    if not data:
+        raise ImageError(f"cannot read {where} as an image: it is empty")
+    return _decode(io.BytesIO(data), where, max_pixels)
+
+
+def image_format(data: bytes) -> str:
+    """The file format PIL reads ``data`` as (``PNG``, ``JPEG``, ...); call after :func:`load_image_bytes`
+    checked the bytes (only the header is read here)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return str(img.format or "unknown")
+
+
+def _decode(source: Path | io.BytesIO, where: str, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 check_size(img, max_pixels)  # the header is read, the pixels are not decoded yet
                 img.load()
                 return img.convert("RGB")
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"cannot read {path} as an image: {exc}") from exc
+    except UnidentifiedImageError as exc:  # PIL's text names a BytesIO object for bytes: say it plainly
+        raise ImageError(f"cannot read {where} as an image: not an image format PIL knows") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"cannot read {where} as an image: {exc}") from exc
     except OSError as exc:  # truncated or corrupt data
-        raise ImageError(f"cannot read {path} as an image (corrupt or truncated): {exc}") from exc
+        raise ImageError(f"cannot read {where} as an image (corrupt or truncated): {exc}") from exc
 
 
 def crop(image: Image.Image, box: BoxLike, min_side: int = 1) -> Image.Image:
