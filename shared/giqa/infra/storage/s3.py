@@ -203,7 +203,7 @@ class MinioObjectStore:
         where = (
             f"{key!r} in bucket {self.bucket!r} at {self.endpoint}"
             if key
-            else f"{self.bucket!r} at {self.endpoint}"
+            else f"bucket {self.bucket!r} at {self.endpoint}"
         )
         if isinstance(exc, S3Error):
             if exc.code in MISSING_CODES:
