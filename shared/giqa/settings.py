@@ -259,6 +259,7 @@ class StorageSettings(BaseModel):
     multipart_threshold_bytes: int = Field(
         16 * 1024 * 1024, ge=5 * 1024 * 1024, description="larger uploads go in parts of this size"
     )
+    timeout_s: float = Field(30.0, gt=0, description="read timeout of one request (connect: at most 5 s)")
 
     @model_validator(mode="after")
     def _endpoints(self) -> StorageSettings:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import CursorResult, and_, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -149,7 +149,7 @@ def set_run_state(s: Session, *, run_id: str, state: str, error: str | None = No
     now = utcnow()
     values: dict[str, Any] = {"state": state, "error": error, "updated_at": now}
     values["finished_at"] = now if state in FINAL_RUN_STATES else None
-    if s.execute(update(Run).where(Run.id == run_id).values(**values)).rowcount == 0:
+    if _changed(s, update(Run).where(Run.id == run_id).values(**values)) == 0:
         raise NotFoundError(f"run {run_id} not found")
 
 
@@ -164,7 +164,7 @@ def try_begin_export(s: Session, *, run_id: str) -> bool:
         .where(Run.id == run_id, Run.state == "running", ~busy)
         .values(state="exporting", updated_at=utcnow())
     )
-    return s.execute(statement).rowcount == 1
+    return _changed(s, statement) == 1
 
 
 def record_dataset(s: Session, *, run_id: str, key: str, val_key: str | None, stats: dict[str, Any]) -> None:
@@ -172,7 +172,7 @@ def record_dataset(s: Session, *, run_id: str, key: str, val_key: str | None, st
     now = utcnow()
     done = update(Run).where(Run.id == run_id)
     done = done.values(state="done", dataset_key=key, error=None, updated_at=now, finished_at=now)
-    if s.execute(done).rowcount == 0:
+    if _changed(s, done) == 0:
         raise NotFoundError(f"run {run_id} not found")
     values = {"key": key, "val_key": val_key, "stats": _json(stats, "dataset stats"), "created_at": now}
     statement = _insert(s, Dataset).values(run_id=run_id, **values)
@@ -263,7 +263,7 @@ def claim_sample(s: Session, *, sample_id: int, stage: str) -> bool:
         .where(Sample.id == sample_id, Sample.state.in_(("pending", "running")))
         .values(state="running", attempts=Sample.attempts + 1, updated_at=utcnow())
     )
-    if s.execute(statement).rowcount == 1:
+    if _changed(s, statement) == 1:
         return True
     if s.get(Sample, sample_id) is None:
         raise NotFoundError(f"sample {sample_id} not found")
@@ -335,7 +335,7 @@ def reset_samples(s: Session, *, sample_ids: Sequence[int]) -> int:
             .where(Sample.id.in_(chunk), Sample.state == "failed")
             .values(state="pending", updated_at=utcnow())
         )
-        reset += s.execute(statement).rowcount
+        reset += _changed(s, statement)
     return reset
 
 
@@ -403,6 +403,12 @@ def _insert(s: Session, table: type[Any]) -> Any:
     raise ValueError(f"unsupported database {name!r}")  # pragma: no cover - make_engine refuses others
 
 
+def _changed(s: Session, statement: Any) -> int:
+    """Rows an UPDATE changed."""
+    result: CursorResult[Any] = s.execute(statement)  # type: ignore[assignment]
+    return result.rowcount
+
+
 def _check(value: str, allowed: tuple[str, ...], what: str) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
@@ -434,7 +440,7 @@ def _utc(moment: datetime) -> datetime:
 
 def _set_sample_state(s: Session, sample_id: int, state: str) -> None:
     statement = update(Sample).where(Sample.id == sample_id).values(state=state, updated_at=utcnow())
-    if s.execute(statement).rowcount == 0:
+    if _changed(s, statement) == 0:
         raise NotFoundError(f"sample {sample_id} not found")
 
 

@@ -22,7 +22,7 @@ depends_on = None
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
-def _when() -> list[sa.Column]:  # type: ignore[type-arg]
+def _when() -> list[sa.Column]:
     return [sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False)]
 
 
