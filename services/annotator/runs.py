@@ -23,7 +23,6 @@ from giqa.backends.images import ImageError
 from giqa.files import InputFileError
 from giqa.infra.db import dal
 from giqa.pipeline.inputs import InputItem, read_jsonl, read_llava, unique_keys
-
 from services.annotator.tasks import INPUT_PREFIX, WorkerContext, enqueue, next_stage
 
 
