@@ -48,7 +48,8 @@ def parse_descriptions(data: bytes, filename: str, *, max_chars: int) -> list[In
     if not data.strip():
         raise BadRequest(f"the descriptions file {filename} is empty")
     with tempfile.TemporaryDirectory(prefix="giqa-upload-") as tmp:
-        path = Path(tmp) / f"descriptions{suffix}"  # the adapters name problems by this file name
+        # the adapters name problems by the file's name: the one the operator uploaded
+        path = Path(tmp) / (PurePosixPath(filename).name or f"descriptions{suffix}")
         path.write_bytes(data)
         reader = read_jsonl if suffix == ".jsonl" else read_llava
         try:

@@ -75,7 +75,7 @@ class WorkerContext:
     settings: Settings
     _sessions: Any = None
     _store: Any = None
-    _backends: dict[str, Any] = field(default_factory=dict)
+    backends: dict[str, Any] = field(default_factory=dict)  # role -> backend; given ones are used as is
     _configs: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stack: ExitStack = field(default_factory=ExitStack)
@@ -102,9 +102,9 @@ class WorkerContext:
     def backend(self, role: str) -> Any:
         """``llm``, ``detector`` or ``judge``, built once through the factory (threads share it)."""
         with self._lock:
-            if role not in self._backends:
-                self._backends[role] = self._build(role)
-            return self._backends[role]
+            if role not in self.backends:
+                self.backends[role] = self._build(role)
+            return self.backends[role]
 
     def _build(self, role: str) -> Any:
         from giqa.backends import factory
@@ -128,11 +128,11 @@ class WorkerContext:
 
     def close(self) -> None:
         self._stack.close()
-        for backend in self._backends.values():
+        for backend in self.backends.values():
             closer = getattr(backend, "close", None)
             if callable(closer):
                 closer()
-        self._backends.clear()
+        self.backends.clear()
 
 
 _context: WorkerContext | None = None
@@ -169,7 +169,9 @@ def is_transient(exc: BaseException) -> bool:
 def enqueue(step: str, *args: Any) -> None:
     """Send the task of ``step`` (a stage or ``export``): routed to its queue by name (in eager mode it runs
     here and now)."""
-    TASKS[step].apply_async(args=list(args))
+    result = TASKS[step].apply_async(args=list(args))
+    if getattr(result, "maybe_throw", None) and TASKS[step].app.conf.task_always_eager:
+        result.maybe_throw()  # a bug in an eager task surfaces here, as it would in a worker's log
 
 
 def next_stage(done: dict[str, Any]) -> str | None:

@@ -64,7 +64,7 @@ def make_celery(settings: Settings, *, name: str = "giqa") -> Celery:
         task_default_queue=DEFAULT_QUEUE,
         task_create_missing_queues=True,
         task_always_eager=eager,
-        task_eager_propagates=True,
+        task_eager_propagates=False,  # True would raise Retry out of eager retries; see tasks.enqueue
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
