@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +29,7 @@ pytest.importorskip("celery")
 pytest.importorskip("redis")
 
 from giqa.synth import SceneRecord, write_scenes  # noqa: E402
-from http_servers import JoinedHTTPServer  # noqa: E402
-from scripted_backends import ScriptedLLM  # noqa: E402
+from scripted_backends import serve_scripted_llm  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -56,56 +53,6 @@ def redis_url() -> str:
     except redis.RedisError as exc:
         pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
     return REDIS_URL
-
-
-def serve_scripted_llm(records: dict[str, SceneRecord]) -> tuple[JoinedHTTPServer, str]:
-    """An OpenAI-compatible chat server answering as :class:`ScriptedLLM` (deterministic)."""
-    llm = ScriptedLLM(records)
-    lock = threading.Lock()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_: Any) -> None:
-            pass
-
-        def reply(self, body: dict[str, Any], status: int = 200) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self.reply({"data": [{"id": "scripted"}]})
-
-        def do_POST(self) -> None:
-            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            schema = (request.get("response_format") or {}).get("schema") or {}
-            # the scripted answer of the asked description (a correction turn re-asks the same one)
-            messages = [m for m in request["messages"] if m["role"] != "assistant"]
-            while len(messages) > 1 and not str(messages[-1]["content"]).startswith("Description: "):
-                messages.pop()
-            with lock:
-                answer = conform(llm.chat_json(messages, schema), schema)
-            message = {"role": "assistant", "content": json.dumps(answer)}
-            self.reply({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
-
-    server = JoinedHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
-
-
-def conform(answer: Any, schema: dict[str, Any]) -> Any:
-    """A Stage-1 answer whose words fit the request's constrained schema (phrases and quality words limited
-    to the sentence's own): each value becomes the shortest allowed one that contains it."""
-    fields = schema.get("properties", {}).get("tags", {}).get("items", {}).get("properties", {})
-    for tag in answer.get("tags", []) if isinstance(answer, dict) else []:
-        for name in ("phrase", "quality"):
-            allowed = fields.get(name, {}).get("enum")
-            if allowed and tag.get(name) not in allowed:
-                fits = sorted((a for a in allowed if str(tag.get(name, "")) in a), key=len) or allowed
-                tag[name] = fits[0]
-    return answer
 
 
 @pytest.fixture(scope="module")

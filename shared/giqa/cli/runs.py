@@ -167,16 +167,18 @@ def _watch(api: Api, run_id: str, interval: float) -> dict[str, Any]:
     from tqdm import tqdm
 
     run = api.request("GET", f"/v1/runs/{run_id}").json()
+    shown: dict[str, Any] = {}
     with tqdm(total=run["total"], desc=f"run {run_id[:8]}", unit="sample") as bar:
         while True:
             s = run["by_state"]
+            postfix = {"state": run["state"], "failed": s["failed"], "running": s["running"]}
+            postfix |= {k: v for k, v in run["by_stage"].items() if v}
             ended = s["done"] + s["failed"]
-            bar.update(ended - bar.n)
-            bar.set_postfix(
-                state=run["state"], failed=s["failed"], running=s["running"], **{
-                    k: v for k, v in run["by_stage"].items() if v
-                }
-            )  # fmt: skip
+            if ended != bar.n or postfix != shown:  # redraw on change only (a log file gets one line each)
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(ended - bar.n)
+                bar.refresh()
+                shown = postfix
             if run["state"] in FINAL:
                 break
             time.sleep(interval)
