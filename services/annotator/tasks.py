@@ -118,12 +118,13 @@ class WorkerContext:
             return factory.make_judge(p)
         raise ValueError(f"unknown backend role {role!r}")
 
-    def config(self, run_id: str, run_config: dict[str, Any]) -> Any:
-        """The run's :class:`~giqa.pipeline.stages.AnnotateConfig` (the box form chosen at submission)."""
+    def config(self, run_id: str, run_config: Callable[[], dict[str, Any]]) -> Any:
+        """The run's :class:`~giqa.pipeline.stages.AnnotateConfig` (the box form chosen at submission),
+        read from the database once per run and process."""
         if run_id not in self._configs:
             from giqa.backends.factory import annotate_config
 
-            self._configs[run_id] = annotate_config(self.settings, run_config.get("form"))
+            self._configs[run_id] = annotate_config(self.settings, run_config().get("form"))
         return self._configs[run_id]
 
     def close(self) -> None:
@@ -261,9 +262,7 @@ def run_stage(task: Any, stage: str, sample_id: int) -> None:
             if not dal.claim_sample(s, sample_id=sample_id, stage=stage):
                 return  # done or failed already: a re-delivered task
             sample = dal.get_sample(s, sample_id=sample_id)
-            run = dal.get_run(s, run_id=sample.run_id)
-        assert run is not None
-        config = ctx.config(run.id, run.config)
+            config = ctx.config(sample.run_id, lambda: dal.run_config(s, run_id=sample.run_id))
         if stage in sample.payloads:  # written before a crash: do not run the model again
             _advance(sample.run_id, sample_id, sample.payloads)
             return

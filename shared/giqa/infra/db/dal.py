@@ -136,6 +136,14 @@ def get_run(s: Session, *, run_id: str) -> RunView | None:
     return _run_view(run, _state_counts(s, [run_id]).get(run_id, {}))
 
 
+def run_config(s: Session, *, run_id: str) -> dict[str, Any]:
+    """The config a run was submitted with (cheap: no sample counts, unlike :func:`get_run`)."""
+    config = s.scalars(select(Run.config).where(Run.id == run_id)).one_or_none()
+    if config is None:
+        raise NotFoundError(f"run {run_id} not found")
+    return config
+
+
 def list_runs(s: Session, *, limit: int = 50, offset: int = 0) -> list[RunView]:
     """Runs, the newest first."""
     runs = s.scalars(select(Run).order_by(Run.created_at.desc(), Run.id).limit(limit).offset(offset)).all()
