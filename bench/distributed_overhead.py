@@ -159,21 +159,54 @@ def distributed(
             started = time.perf_counter()
             created = httpx.post(f"{api}/v1/runs", files=files, timeout=600).json()
             run_id = created["run_id"]
+            peak: dict[str, int] = {}
             while True:
                 run = httpx.get(f"{api}/v1/runs/{run_id}", timeout=60).json()
+                _sample_rss(stack, peak)
                 if run["state"] in ("done", "failed", "cancelled"):
                     break
                 time.sleep(0.2)
             wall = time.perf_counter() - started
+            rows = _rows(url)
             out = work / "dataset"
             out.mkdir(parents=True, exist_ok=True)
             for name in ("train.json", "val.json"):
                 data = httpx.get(f"{api}/v1/runs/{run_id}/dataset", params={"file": name}, timeout=60).content
                 (out / name).write_bytes(data)
             logs = {p.name: stack.log(p.name).read_text() for p in the_plan.processes}
-        return {"wall_s": wall, "run": run, "logs": logs, "dataset": out, "n": created["total"]}
+        return {
+            "wall_s": wall, "run": run, "logs": logs, "dataset": out, "n": created["total"], "peak_rss": peak,
+            "rows": rows,
+        }  # fmt: skip
     finally:
         drop_database(db)
+
+
+def _sample_rss(stack: Any, peak: dict[str, int]) -> None:
+    """Peak resident memory of each stack process (with its children: the embedded LLM server)."""
+    import psutil
+
+    for name, child in stack.running.items():
+        try:
+            proc = psutil.Process(child.pid)
+            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        except psutil.Error:
+            continue
+        peak[name] = max(peak.get(name, 0), rss)
+
+
+def _rows(url: str) -> dict[str, int]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                table: int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)
+                for table in ("runs", "images", "samples", "stage_results", "failures", "datasets")
+            }
+    finally:
+        engine.dispose()
 
 
 def _free_ports() -> dict[str, int]:
@@ -213,6 +246,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--llm", choices=("scripted", "embedded"), default="scripted")
     parser.add_argument("--workers", default="1,2", help="detect worker counts to run")
+    parser.add_argument("--skip-embedded", action="store_true", help="only the distributed arms")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from giqa.settings import Settings
@@ -242,14 +276,14 @@ def main() -> None:
         finally:
             stop(s3_process)
         n = args.n
-        emb_ms = 1000 * results["embedded"] / n
+        emb_ms = 1000 * results["embedded"] / n if "embedded" in results else float("nan")
         print(f"input: {n} GIQA-Synth scenes (seed {args.seed}), LLM {args.llm}; 2 CPU cores shared")
-        print(f"embedded           {results['embedded']:7.2f} s  {emb_ms:8.1f} ms/sample")
+        print(f"embedded           {results.get('embedded', float('nan')):7.2f} s  {emb_ms:8.1f} ms/sample")
         for name, r in results.items():
             if name == "embedded":
                 continue
             ms = 1000 * r["wall_s"] / n
-            same = all(
+            same = "embedded" in results and all(
                 (r["dataset"] / f).read_bytes() == (work / "embedded" / f).read_bytes()
                 for f in ("train.json", "val.json")
             )
@@ -264,6 +298,9 @@ def main() -> None:
             print(f"{'':18} in-task orchestration {total:.1f} ms/sample ({parts})")
             means = {k: round(1000 * v["mean_s"], 1) for k, v in r["run"]["stage_seconds"].items()}
             print(f"{'':18} stage ms/sample (model work): {means}")
+            print(f"{'':18} rows: {r['rows']}")
+            mib = {k: round(v / 2**20) for k, v in r["peak_rss"].items()}
+            print(f"{'':18} peak RSS MiB: {mib}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
