@@ -96,22 +96,16 @@ def submit(
         if not images.is_dir():
             raise fail(f"images folder not found: {images}")
         found = _images(images)
-        handles = []
-        try:
-            files: list[tuple[str, Any]] = [
-                ("descriptions", (descriptions.name, descriptions.read_bytes(), "application/octet-stream"))
-            ]
-            for path in found:
-                handle = path.open("rb")
-                handles.append(handle)
-                files.append(
-                    ("images", (path.relative_to(images).as_posix(), handle, "application/octet-stream"))
-                )
-            data = {"name": name} | ({"form": form} if form else {})
-            created = api.request("POST", "/v1/runs", files=files, data=data).json()
-        finally:
-            for handle in handles:
-                handle.close()
+        # bytes, not open handles: a run of thousands of images would exceed the open-file limit
+        files: list[tuple[str, Any]] = [
+            ("descriptions", (descriptions.name, descriptions.read_bytes(), "application/octet-stream"))
+        ]
+        files += [
+            ("images", (path.relative_to(images).as_posix(), path.read_bytes(), "application/octet-stream"))
+            for path in found
+        ]
+        data = {"name": name} | ({"form": form} if form else {})
+        created = api.request("POST", "/v1/runs", files=files, data=data).json()
     typer.echo(
         f"run {created['run_id']}: {created['total']} samples, {created['started']} started, "
         f"{created['failed_at_input']} refused at input"
