@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_checks import ROOT, check_env_name
 
+from deploy_checks import ROOT, check_env_name
 from giqa.settings import Settings
 
 pytestmark = pytest.mark.unit
