@@ -159,10 +159,11 @@ def active_services(model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def giqa_services(model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The active services that run one of the giqa images."""
     return {
         n: s
         for n, s in active_services(model).items()
-        if "/annotator:" in s["image"] or any(f"/{image}:" in s["image"] for image in GIQA_IMAGES)
+        if any(f"/{image}:" in s["image"] for image in GIQA_IMAGES)
     }
 
 
@@ -302,6 +303,7 @@ def test_services_are_checked_on_ready_and_workers_by_ping(variants):
             continue
         if name.startswith("worker-"):
             assert "inspect ping" in test and "celery@$HOSTNAME" in test, name
+            assert service.get("stop_grace_period"), f"{name}: killed 10 s after SIGTERM, mid-task"
         else:
             assert test.endswith("/ready"), f"{name}: its healthcheck should ask /ready, got {test!r}"
 
