@@ -118,8 +118,9 @@ def test_every_overlay_renders_and_validates(overlay):
     assert validate(objects) == []
 
 
-def test_the_weights_job_validates():
-    assert validate(yaml.safe_load_all((K8S / "jobs" / "place-weights.yaml").read_text())) == []
+@pytest.mark.parametrize("path", ["jobs/place-weights.yaml", "base/secret.example.yaml"])
+def test_the_manifests_outside_the_overlays_validate(path):
+    assert validate(yaml.safe_load_all((K8S / path).read_text())) == []
 
 
 def test_the_schema_check_catches_a_wrong_type():
