@@ -446,3 +446,21 @@ def test_the_settings_validate(overlay, monkeypatch):
     settings = Settings()
     assert settings.environment == ("development" if overlay == "dev" else "production")
     assert settings.service.host == "0.0.0.0"
+
+
+def test_config_maps_and_volumes_referenced_exist(overlay):
+    objects = render(overlay)
+    config = {name: cm.get("data", {}) for name, cm in by_name(objects, "ConfigMap").items()}
+    claims = set(by_name(objects, "PersistentVolumeClaim"))
+    for name, template in pod_templates(objects).items():
+        for volume in template["spec"].get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in claims, f"{name}: {volume}"
+        for c in containers(template):
+            for source in c.get("envFrom", []):
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in config, f"{name}: {source}"
+            for env in c.get("env", []):
+                ref = env.get("valueFrom", {}).get("configMapKeyRef")
+                if ref:
+                    assert ref["key"] in config.get(ref["name"], {}), f"{name}: {env['name']} -> {ref}"
