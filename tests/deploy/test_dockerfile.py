@@ -113,6 +113,15 @@ def test_every_service_target_runs_as_a_numeric_non_root_user_with_a_healthcheck
         assert cmd.startswith(f'["giqa", "serve", "{service}", "--host", "0.0.0.0", "--port", "8000"'), cmd
 
 
+def test_tini_is_pid_1_and_the_command_stays_a_cmd(parsed):
+    """Children (the embedded LLM server) are reaped and SIGTERM reaches giqa; compose `command:` and
+    Kubernetes `args:` replace the CMD only, so tini stays in front."""
+    by_stage = stages(parsed)
+    for service in SERVICES:
+        entrypoints = [a for k, a in by_stage[service] if k == "ENTRYPOINT"]
+        assert entrypoints and entrypoints[-1] == '["/usr/bin/tini", "--"]', service
+
+
 def test_no_remote_add_and_pip_without_a_cache(parsed):
     for keyword, args in parsed:
         if keyword == "ADD":

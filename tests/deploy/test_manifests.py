@@ -216,7 +216,9 @@ def test_services_run_their_command_and_workers_their_queue(overlay):
         template = deployment["spec"]["template"]
         labels = template["metadata"]["labels"]
         (c,) = template["spec"]["containers"]
-        command = c.get("command", [])
+        command = c.get("args", [])
+        if c["image"].split("/")[-1].startswith(("annotator", "detector", "iqa_filter", "inference")):
+            assert "command" not in c, f"{deployment['metadata']['name']}: `command` would replace tini"
         if labels.get("app.kubernetes.io/component") == "worker":
             queue = labels["giqa.io/queue"]
             assert queue in QUEUES and command[:4] == ["giqa", "worker", "--queues", queue], command
