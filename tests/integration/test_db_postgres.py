@@ -177,3 +177,16 @@ def test_a_connection_the_server_killed_is_replaced(pg_url: str) -> None:
 def test_upgrade_is_a_no_op_at_head(pg_url: str) -> None:
     upgrade(pg_url)
     assert current(pg_url) == head()
+
+
+def test_cli_on_postgres(pg_url: str, pg_server_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from giqa.cli import app
+
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")  # the driver is filled in
+    result = CliRunner().invoke(app, ["db", "current", "--url", plain])
+    assert result.exit_code == 0 and result.output.strip() == f"{head()} (up to date)"
+    missing = pg_server_url.rsplit("/", 1)[0] + "/giqa_no_such_database"
+    result = CliRunner().invoke(app, ["db", "upgrade", "--url", missing])
+    assert result.exit_code == 3 and 'database "giqa_no_such_database" does not exist' in result.output

@@ -71,11 +71,6 @@ def decode_image(
     return _open_rgb(io.BytesIO(data), max_pixels, where)
 
 
-def load_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, where: str = "image") -> Image.Image:
-    """:func:`decode_image` under the name :mod:`giqa.infra.storage` uses (one decoder, one set of checks)."""
-    return decode_image(data, max_pixels, where=where)
-
-
 def image_format(data: bytes) -> str:
     """The file format PIL reads ``data`` as (``PNG``, ``JPEG``, ...); call after :func:`decode_image`
     checked the bytes (only the header is read here)."""

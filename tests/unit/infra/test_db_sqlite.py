@@ -188,7 +188,14 @@ def test_add_samples_beyond_one_chunk(sessions: sessionmaker[Session]) -> None:
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(keys=st.lists(st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=20), max_size=30))
+@given(
+    keys=st.lists(
+        st.text(
+            st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1, max_size=20
+        ),
+        max_size=30,
+    )
+)
 def test_add_samples_maps_every_key_to_one_id(sessions: sessionmaker[Session], keys: list[str]) -> None:
     with session_scope(sessions) as s:
         run_id = dal.create_run(s, name="h", config={})
@@ -209,6 +216,10 @@ def test_nul_characters_are_refused_before_the_database_sees_them(sessions: sess
             dal.add_samples(s, run_id=run_id, samples=[SampleIn("k", "i.png", "bad\x00text")])
         with pytest.raises(ValueError, match="stage1 payload is not storable JSON: it holds a NUL"):
             dal.upsert_stage(s, sample_id=sid, stage="stage1", payload={"tags": ["a\x00"]}, seconds=0)
+        with pytest.raises(ValueError, match="lone surrogate"):
+            dal.add_samples(s, run_id=run_id, samples=[SampleIn("\ud800", "i.png", "t")])
+        with pytest.raises(ValueError, match="vqa payload is not storable JSON"):
+            dal.upsert_stage(s, sample_id=sid, stage="vqa", payload={"q": "\udc00"}, seconds=0)
         with pytest.raises(ValueError, match="run name"):
             dal.create_run(s, name="\x00", config={})
 
@@ -239,6 +250,15 @@ def test_claim_runs_pending_and_running_but_not_ended_samples(sessions: sessionm
         assert dal.get_sample(s, sample_id=a).attempts == 2
         assert dal.get_sample(s, sample_id=a).state == "done"
         assert dal.get_sample(s, sample_id=c).attempts == 0
+
+
+def test_a_cancelled_or_failed_run_claims_nothing(sessions: sessionmaker[Session]) -> None:
+    for state in ("cancelled", "failed"):
+        run_id, (a, *_) = new_run(sessions, n=1)
+        with session_scope(sessions) as s:
+            dal.set_run_state(s, run_id=run_id, state=state)
+            assert not dal.claim_sample(s, sample_id=a, stage="stage1")
+            assert dal.get_sample(s, sample_id=a).attempts == 0
 
 
 def test_upsert_stage_twice_stores_one_row_the_last_wins(sessions: sessionmaker[Session]) -> None:
@@ -401,3 +421,38 @@ def test_cli_upgrade_and_current(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--url: database URL must start with" in bad.output
     down = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://postgres:secret@127.0.0.1:1/x"])
     assert down.exit_code == 3 and "cannot use the database" in down.output and "secret" not in down.output
+
+
+def test_concurrent_writers_on_sqlite_wait_for_each_other(sessions: sessionmaker[Session]) -> None:
+    """Threads (the embedded setup's in-process workers) writing at once queue on SQLite's write lock
+    instead of failing with 'database is locked'."""
+    run_id, ids = new_run(sessions, n=20)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def work(mine: list[int]) -> None:
+        barrier.wait()
+        try:
+            for sid in mine:
+                with session_scope(sessions) as s:
+                    dal.claim_sample(s, sample_id=sid, stage="stage1")
+                with session_scope(sessions) as s:  # reads, then writes: the case SQLite fails at once
+                    dal.upsert_stage(s, sample_id=sid, stage="stage1", payload={"n": sid}, seconds=0.0)
+                    dal.run_progress(s, run_id=run_id)
+                    dal.upsert_stage(s, sample_id=sid, stage="detect", payload={"n": sid}, seconds=0.0)
+                with session_scope(sessions) as s:
+                    dal.finish_sample(s, sample_id=sid)
+                with session_scope(sessions) as s:
+                    dal.try_begin_export(s, run_id=run_id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(ids[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with session_scope(sessions) as s:
+        run = dal.get_run(s, run_id=run_id)
+        assert run is not None and run.state == "exporting" and run.counts["done"] == 20

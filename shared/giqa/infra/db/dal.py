@@ -262,13 +262,18 @@ def iter_run_records(s: Session, *, run_id: str, batch: int = CHUNK) -> Iterator
 
 
 def claim_sample(s: Session, *, sample_id: int, stage: str) -> bool:
-    """Mark the sample running for ``stage`` (attempts + 1); False when it is done or failed, so a task
-    delivered again after the sample ended does nothing. A sample left running by a worker that died is
-    claimed again. A failed sample is claimed only after :func:`reset_samples`."""
+    """Mark the sample running for ``stage`` (attempts + 1); False when it is done or failed, or its run was
+    cancelled or failed, so a task delivered again after the sample (or run) ended does nothing. A sample
+    left running by a worker that died is claimed again. A failed sample is claimed only after
+    :func:`reset_samples`."""
     _check(stage, STAGES, "stage")
     statement = (
         update(Sample)
-        .where(Sample.id == sample_id, Sample.state.in_(("pending", "running")))
+        .where(
+            Sample.id == sample_id,
+            Sample.state.in_(("pending", "running")),
+            ~exists().where(Run.id == Sample.run_id, Run.state.in_(("cancelled", "failed"))),
+        )
         .values(state="running", attempts=Sample.attempts + 1, updated_at=utcnow())
     )
     if _changed(s, statement) == 1:
@@ -427,7 +432,8 @@ def _json(value: dict[str, Any], what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
     try:
-        dumped = json.dumps(value, allow_nan=False)
+        dumped = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        dumped.encode("utf-8")  # a lone surrogate (JSON's "\\ud800" decodes to one) is not storable text
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} is not storable JSON: {exc}") from None
     if "\\u0000" in dumped:
@@ -439,6 +445,10 @@ def _text(value: str, what: str) -> str:
     """``value`` if Postgres can store it as text (no NUL character; SQLite would, the two must agree)."""
     if "\x00" in value:
         raise ValueError(f"{what} {value!r} holds a NUL character, which cannot be stored")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {value!r} is not valid Unicode (a lone surrogate)") from None
     return value
 
 

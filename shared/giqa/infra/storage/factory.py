@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from giqa.backends.images import DEFAULT_MAX_PIXELS, image_format, load_image_bytes
+from giqa.backends.images import DEFAULT_MAX_PIXELS, decode_image, image_format
 from giqa.infra.storage.base import ObjectStore
 from giqa.infra.storage.keys import image_key
 from giqa.infra.storage.local import LocalObjectStore
@@ -93,10 +93,10 @@ class ImageRef:
 def put_image(
     store: ObjectStore, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, where: str = "image"
 ) -> ImageRef:
-    """Check that ``data`` is an image (:func:`giqa.backends.images.load_image_bytes`: an
+    """Check that ``data`` is an image (:func:`giqa.backends.images.decode_image`: an
     :class:`~giqa.backends.images.ImageError` says why not), and store it under its content address,
     uploading only when the key is not there yet (so storing the same image twice costs one upload)."""
-    image = load_image_bytes(data, max_pixels=max_pixels, where=where)
+    image = decode_image(data, max_pixels=max_pixels, where=where)
     fmt = image_format(data)
     sha256 = hashlib.sha256(data).hexdigest()
     key = image_key(sha256, SUFFIXES.get(fmt, fmt.lower()))
