@@ -193,6 +193,41 @@ def test_annotation_over_remote_backends_writes_the_same_audit(
     assert any(r["refined"] and any(t["merged"] for t in r["refined"]) for r in audits["local"])
 
 
+def test_a_service_that_is_down_fails_samples_retryably_and_resume_redoes_them(
+    services: dict[str, Any], local: dict[str, Any], scenes: Any, tmp_path: Path
+) -> None:
+    from giqa.pipeline.inputs import read_inputs
+    from giqa.pipeline.run import AnnotateConfig, Backends, run_annotation
+
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text(
+        "".join(json.dumps({"image": r.image, "description": r.description}) + "\n" for r in scenes.records)
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    out = tmp_path / "run"
+
+    def run(detector: Any, resume: bool) -> dict[str, int]:
+        backends = Backends(llm=ScriptedStage1(scenes.records), detector=detector, judge=local["judge"])
+        return run_annotation(
+            read_inputs(inputs, scenes.root),
+            scenes.root,
+            out,
+            backends,
+            AnnotateConfig(),
+            resume=resume,
+            progress=False,
+        )
+
+    assert run(RemoteDetector(closed, max_retries=0), resume=False)["failed"] == 3
+    failures = [json.loads(line)["failure"] for line in (out / "audit.jsonl").read_text().splitlines()]
+    assert all(f["stage"] == "stages2-4" and f["retryable"] for f in failures)
+    assert "RemoteBackendError" in failures[0]["reason"]
+    again = run(RemoteDetector(services["urls"]["detector"]), resume=True)
+    assert again["processed"] == 3 and again["failed"] == 0
+
+
 def test_a_service_stops_on_sigterm(services: dict[str, Any]) -> None:
     process = services["processes"]["iqa_filter"]
     process.send_signal(signal.SIGTERM)
