@@ -275,3 +275,27 @@ def test_factory_picks_remote_or_local() -> None:
         make_judge(PipelineSettings(), url="http://127.0.0.1:9", backend="classical")
     with pytest.raises(ValidationError, match="is not an http"):
         PipelineSettings(detector_url="ftp://host/x")
+
+
+def test_annotate_refuses_a_service_that_does_not_answer_before_starting_anything(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from giqa.cli import app
+
+    IMAGE.save(tmp_path / "a.png")
+    (tmp_path / "in.jsonl").write_text(json.dumps({"image": "a.png", "description": "A blurry cat."}) + "\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    common = ["annotate", "--images", str(tmp_path), "--descriptions", str(tmp_path / "in.jsonl")]
+    runner = CliRunner()
+    urls = ["--detector-url", closed, "--judge-url", closed]  # both remote: no model loads here
+    down = runner.invoke(app, [*common, "--out", str(tmp_path / "o1"), *urls])
+    assert down.exit_code == 3 and "detector service at" in down.output and "unreachable" in down.output
+    assert not (tmp_path / "o1" / "audit.jsonl").exists()
+    both = runner.invoke(
+        app, [*common, "--out", str(tmp_path / "o2"), "--detector-url", closed, "--detector", str(tmp_path)]
+    )
+    assert both.exit_code == 2 and "not both" in both.output
+    bad = runner.invoke(app, [*common, "--out", str(tmp_path / "o3"), "--detector-url", "ftp://x"])
+    assert bad.exit_code == 2 and "--detector-url" in bad.output
