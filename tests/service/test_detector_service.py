@@ -161,6 +161,6 @@ def test_keys_required_when_configured(local: Any, scenes: Any) -> None:
     settings = Settings(pipeline=PIPELINE, service=ServiceSettings(api_keys=[SecretStr("k-9")]))
     body = {"items": [_item(b64_image(scenes.images[0]))]}
     # the backend built once for the module is handed in: the keys are what is under test here
-    with TestClient(create_app_from_settings(settings, detector=local)) as keyed:
+    with TestClient(create_app_from_settings(settings, backend=local)) as keyed:
         assert keyed.post("/v1/detect", json=body).status_code == 401
         assert keyed.post("/v1/detect", json=body, headers={"Authorization": "Bearer k-9"}).status_code == 200

@@ -1,9 +1,11 @@
 """``giqa serve <service>``: run one HTTP service (``services/<name>/app.py``) under uvicorn.
 
-Every service module exposes ``create_app_from_settings(settings) -> FastAPI``; :data:`SERVICES` maps a
-service name to that module, so adding a service to the command is one line there. The app is built from
-:func:`giqa.settings.get_settings` (``GIQA_`` environment); ``--host``/``--port`` override
-``service.host`` and the port. ``--port 0`` binds a free port (the log says which).
+Every service module exposes ``load_backend(settings)`` (its model, through the composition root) and
+``create_app_from_settings(settings, *, backend=None) -> FastAPI``; :data:`SERVICES` maps a service name
+to that module and its default port, so adding a service to the command is one line there. The app is
+built from :func:`giqa.settings.get_settings` (``GIQA_`` environment), its backend loaded before the port
+opens (a bad configuration is a one-line error, exit 2); ``--host``/``--port`` override ``service.host``
+and the port. ``--port 0`` binds a free port (the log says which).
 
 The ``services`` package lives beside ``shared/`` in a checkout (it is not part of the ``giqa`` wheel):
 when it is not importable, the checkout the running ``giqa`` comes from is put on the path.
@@ -20,7 +22,7 @@ import typer
 
 from giqa.cli.common import fail
 
-# service name -> (module with create_app_from_settings(settings) -> FastAPI, default port on one machine)
+# service name -> (module with load_backend and create_app_from_settings, default port on one machine)
 SERVICES: dict[str, tuple[str, int]] = {
     "detector": ("services.detector.app", 8101),
     "iqa_filter": ("services.iqa_filter.app", 8102),
@@ -55,7 +57,13 @@ def _serve(name: str, host: str | None, port: int, log_level: str) -> None:
         raise fail("uvicorn is not installed: pip install 'giqa[services]'") from None
     module = service_module(name)
     settings = get_settings()
-    service_app = module.create_app_from_settings(settings)
+    # the backend is loaded before the port opens, so a bad configuration (a model folder that is not
+    # there, a judge without its model) ends here in one line instead of in uvicorn's startup traceback
+    try:
+        backend = module.load_backend(settings)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise fail(f"cannot start the {name} service: {exc}") from exc
+    service_app = module.create_app_from_settings(settings, backend=backend)
     uvicorn.run(
         service_app,
         host=host or settings.service.host,
