@@ -238,3 +238,11 @@ def test_not_base64_is_not_mistaken_for_bytes(client: TestClient) -> None:
     # whitespace-free but with characters outside the alphabet: refused, not silently skipped
     response = client.post("/v1/judge", json={"images": [b64(b"x") + "$$"], "items": [_item()]})
     assert response.status_code == 400 and error_of(response)["code"] == "invalid_image"
+
+
+def test_openapi_documents_the_contract(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    item = spec["components"]["schemas"]["JudgeItem"]
+    assert item["properties"]["box"]["type"] == "array" and item["properties"]["box"]["minItems"] == 4
+    assert item["additionalProperties"] is False
+    assert "400" in spec["paths"]["/v1/judge"]["post"]["responses"]
