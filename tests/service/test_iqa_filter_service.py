@@ -246,3 +246,32 @@ def test_openapi_documents_the_contract(client: TestClient) -> None:
     assert item["properties"]["box"]["type"] == "array" and item["properties"]["box"]["minItems"] == 4
     assert item["additionalProperties"] is False
     assert "400" in spec["paths"]["/v1/judge"]["post"]["responses"]
+
+
+def test_image_keys_read_from_an_object_store(scenes: Any, tmp_path: Any) -> None:
+    from giqa.backends.images import encode_png
+    from giqa.infra.storage.local import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path / "objects")
+    store.ensure_bucket()
+    store.put_bytes("images/a.png", encode_png(scenes.images[0]), content_type="image/png")
+    app = create_app_from_settings(Settings(), fetch_object=store.get_bytes)
+    with TestClient(app) as keyed:
+        by_key = keyed.post("/v1/judge", json={"items": [_item(image_index=None, image_key="images/a.png")]})
+        inline = keyed.post(
+            "/v1/judge", json={"items": [_item(image_index=None, image=b64_image(scenes.images[0]))]}
+        )
+        assert by_key.status_code == 200 and by_key.json()["results"] == inline.json()["results"]
+        missing = keyed.post(
+            "/v1/judge",
+            json={
+                "items": [_item(), _item(image_index=None, image_key="images/none.png")],
+                "images": [b64_image(scenes.images[0])],
+            },
+        )
+        assert missing.status_code == 400 and error_of(missing)["code"] == "image_not_found"
+        assert error_of(missing)["detail"] == {"item": 1}
+        escaping = keyed.post(
+            "/v1/judge", json={"items": [_item(image_index=None, image_key="../etc/passwd")]}
+        )
+        assert escaping.status_code == 400 and error_of(escaping)["code"] == "bad_request"
