@@ -206,10 +206,14 @@ def retry(
     retryable_only: Annotated[
         bool, typer.Option("--retryable-only", help="only failures a retry can help (transient)")
     ] = False,
+    stalled: Annotated[
+        bool, typer.Option("--stalled", help="also send again samples still pending or running (lost tasks)")
+    ] = False,
     url: UrlOption = None,
 ) -> None:
     """Run a run's failed samples again (those with bad input stay failed)."""
-    answer = Api(url).request("POST", f"/v1/runs/{run_id}/retry", params={"retryable_only": retryable_only})
+    params = {"retryable_only": retryable_only, "stalled": stalled}
+    answer = Api(url).request("POST", f"/v1/runs/{run_id}/retry", params=params)
     body = answer.json()
     stages = ", ".join(f"{n} at {stage}" for stage, n in body["by_stage"].items()) or "nothing to retry"
     typer.echo(f"run {run_id}: {body['retried']} samples retried ({stages})")
