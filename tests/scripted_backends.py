@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -77,8 +78,16 @@ class TruthDetector:
         return [self.detect(i, p) for i, p in zip(images, phrases, strict=True)]
 
 
-def serve_scripted_llm(records: dict[str, SceneRecord]) -> tuple[JoinedHTTPServer, str]:
-    """An OpenAI-compatible chat server answering as :class:`ScriptedLLM` (deterministic)."""
+def serve_scripted_llm(
+    records: dict[str, SceneRecord], *, delay_s: float = 0.0
+) -> tuple[JoinedHTTPServer, str]:
+    """An OpenAI-compatible chat server answering as :class:`ScriptedLLM` (deterministic).
+
+    Where :class:`ScriptedLLM` raises an output error (the GARBAGE cue), the server answers 200 with content
+    that is not JSON, as a real LLM that rambles does; the client's own checks must catch it. ``delay_s``
+    (also ``server.delay_s``, changeable while it runs): each answer waits this long first, so a test can
+    catch a worker while it holds a task.
+    """
     llm = ScriptedLLM(records)
     lock = threading.Lock()
 
@@ -104,12 +113,17 @@ def serve_scripted_llm(records: dict[str, SceneRecord]) -> tuple[JoinedHTTPServe
             messages = [m for m in request["messages"] if m["role"] != "assistant"]
             while len(messages) > 1 and not str(messages[-1]["content"]).startswith("Description: "):
                 messages.pop()
+            time.sleep(getattr(self.server, "delay_s", 0.0))
             with lock:
-                answer = conform(llm.chat_json(messages, schema), schema)
-            message = {"role": "assistant", "content": json.dumps(answer)}
+                try:
+                    content = json.dumps(conform(llm.chat_json(messages, schema), schema))
+                except LLMOutputError:
+                    content = "Sure! Here are the tags: <<tags>> (not JSON)"
+            message = {"role": "assistant", "content": content}
             self.reply({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
 
     server = JoinedHTTPServer(("127.0.0.1", 0), Handler)
+    server.delay_s = delay_s  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 

@@ -8,7 +8,11 @@ Delivery (decided): ``acks_late`` with ``reject_on_worker_lost``, so a worker th
 task on the broker to run again; that is safe only because every stage's write is an upsert keyed by
 (sample, stage). ``prefetch_multiplier=1`` keeps one task per worker process reserved, so a long task does
 not hold others hostage. Redis redelivers a task not acknowledged within its visibility timeout, which must
-therefore outlast the longest task (the settings refuse otherwise). Messages carry ids and object keys
+therefore outlast the longest task (the settings refuse otherwise). Such a message comes back only when a
+worker scans the broker for expired ones: kombu scans at a worker's start and then every
+``unacked_restore_interval × unacked_restore_throttle`` seconds (10 × 10 by default: a task lost with a
+killed worker could wait 100 s past its timeout); here every scan runs (throttle 1), every quarter of the
+visibility timeout (1–60 s), so a lost task is back within 1.25 timeouts. Messages carry ids and object keys
 only, never images or ORM objects; JSON is the only accepted content type, so nothing is unpickled.
 
 Embedded default: with no ``queue.broker_url`` tasks run in-process (Celery's eager mode), the same code.
@@ -42,6 +46,11 @@ def _route(name: str, _args: Any, _kwargs: Any, _options: Any, **_kw: Any) -> di
     return {"queue": queue_of(name)}
 
 
+def restore_interval_s(visibility_timeout_s: float) -> int:
+    """Seconds between a worker's scans for unacknowledged messages past their visibility timeout."""
+    return int(max(1, min(60, visibility_timeout_s // 4)))
+
+
 def make_celery(settings: Settings, *, name: str = "giqa") -> Celery:
     """The Celery app the settings describe (see the module docstring for the choices)."""
     q = settings.queue
@@ -58,7 +67,11 @@ def make_celery(settings: Settings, *, name: str = "giqa") -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=q.task_time_limit_s,
         task_soft_time_limit=max(1.0, q.task_time_limit_s * 0.9),
-        broker_transport_options={"visibility_timeout": q.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": q.visibility_timeout_s,
+            "unacked_restore_interval": restore_interval_s(q.visibility_timeout_s),
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         task_routes=(_route,),
         task_default_queue=DEFAULT_QUEUE,

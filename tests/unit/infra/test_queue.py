@@ -44,6 +44,9 @@ def test_the_app_is_json_only_acks_late_and_routes_by_name() -> None:
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] == 7200
+    # a task lost with its worker is scanned for every 60 s (kombu's default: every 100 s)
+    assert conf.broker_transport_options["unacked_restore_interval"] == 60
+    assert conf.broker_transport_options["unacked_restore_throttle"] == 1
     assert not conf.task_always_eager
     assert app.amqp.router.route({}, "giqa.annotate.detect", (), {})["queue"].name == "detect"
     assert {queue_of(name) for name in TASK_QUEUES} == {"llm", "detect", "judge", "cpu"}
