@@ -30,6 +30,7 @@ batches within a request, and at the sizes measured the queue overhead is small 
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -252,14 +253,32 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+def is_sample_id(value: object) -> bool:
+    """Whether a task argument can be a sample id (a positive 64-bit integer, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")  # dal.create_run's uuid4 hex
+
+
 def run_stage(task: Any, stage: str, sample_id: int) -> None:
-    """One stage of one sample (the body of every stage task; see the module docstring)."""
+    """One stage of one sample (the body of every stage task; see the module docstring). A message whose
+    argument is not a sample id, or names no sample, is refused with a log line and acknowledged: it
+    writes nothing and no retry could help."""
+    if not is_sample_id(sample_id):
+        log.error("refused a %s task: %.100r is not a sample id", stage, sample_id)
+        return
     ctx = context()
     max_retries = ctx.settings.queue.max_retries
     last_try = task.request.retries >= max_retries
     try:
         with ctx.session() as s:
-            if not dal.claim_sample(s, sample_id=sample_id, stage=stage):
+            try:
+                claimed = dal.claim_sample(s, sample_id=sample_id, stage=stage)
+            except dal.NotFoundError:
+                log.error("refused a %s task: no sample %s", stage, sample_id)
+                return
+            if not claimed:
                 return  # done or failed already: a re-delivered task
             sample = dal.get_sample(s, sample_id=sample_id)
             config = ctx.config(sample.run_id, lambda: dal.run_config(s, run_id=sample.run_id))
@@ -396,6 +415,18 @@ def export_run(run_id: str) -> dict[str, Any]:
 @shared_task(bind=True, name=TASK_NAMES["export"], acks_late=True)
 def export_task(self: Any, run_id: str) -> None:
     ctx = context()
+    # only a run that reached its export (a re-delivered export of a done run writes the same files again):
+    # a garbage or unknown id must not write dataset objects for a run that does not exist
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+        log.error("refused an export task: %.100r is not a run id", run_id)
+        return
+    with ctx.session() as s:
+        run = dal.get_run(s, run_id=run_id)
+    if run is None or run.state not in ("exporting", "done"):
+        log.error(
+            "refused an export task: run %s %s", run_id, "not found" if run is None else f"is {run.state}"
+        )
+        return
     try:
         export_run(run_id)
     except Exception as exc:

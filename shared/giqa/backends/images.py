@@ -41,7 +41,7 @@ def _open_rgb(source: str | Path | IO[bytes], max_pixels: int, where: str) -> Im
                 check_size(img, max_pixels)  # the header is read, the pixels are not decoded yet
                 img.load()
                 # EXIF orientation: boxes follow the image as it is displayed, not as it is stored
-                return ImageOps.exif_transpose(img).convert("RGB")
+                return _to_rgb(ImageOps.exif_transpose(img))
     except ImageError:
         raise
     except UnidentifiedImageError as exc:  # PIL's text names a BytesIO object for bytes: say it plainly
@@ -50,6 +50,18 @@ def _open_rgb(source: str | Path | IO[bytes], max_pixels: int, where: str) -> Im
         raise ImageError(f"cannot read {where} as an image: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise ImageError(f"cannot read {where} as an image (corrupt or truncated): {exc}") from exc
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, 8 bits per channel. A 16-bit grayscale image (PNG ``I;16``, or ``I`` from older Pillow) is
+    scaled to 8 bits first: Pillow's own conversion clips every value over 255, which turns all but the
+    darkest pixels white. (16-bit RGB PNGs are read as 8-bit RGB by Pillow already.)"""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        import numpy as np
+
+        values = np.asarray(image, dtype=np.int64)
+        image = Image.fromarray(np.clip(values >> 8, 0, 255).astype(np.uint8))
+    return image.convert("RGB")
 
 
 def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

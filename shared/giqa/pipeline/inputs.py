@@ -80,6 +80,9 @@ def read_jsonl(path: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
         except json.JSONDecodeError as exc:
             yield InputItem(f"line{number}", "", "", f"{where}: invalid JSON ({exc.msg})")
             continue
+        except RecursionError:
+            yield InputItem(f"line{number}", "", "", f"{where}: JSON nested too deeply")
+            continue
         if not isinstance(data, dict):
             yield InputItem(
                 f"line{number}", "", "", f"{where}: expected an object with image and description"
@@ -96,6 +99,8 @@ def read_llava(path: Path, *, max_chars: int = 4000) -> Iterator[InputItem]:
         records = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputFileError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    except RecursionError:  # the stdlib parser recurses per nesting level: a hostile file exhausts it
+        raise InputFileError(f"{path} is not usable JSON: nested too deeply") from None
     if not isinstance(records, list):
         raise ValueError(f"{path}: a LLaVA conversation file is a JSON list of records")
     for index, record in enumerate(records):
