@@ -310,6 +310,49 @@ def test_an_llm_answering_garbage_fails_the_sample_with_its_reason_and_writes_no
     assert all("GARBAGE" not in json.dumps(x) for x in train)
 
 
+class TouchOnUnpickle:
+    """Unpickled, it creates ``marker``: proof that a worker ran code from a message."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (Path.touch, (self.marker,))
+
+
+def test_garbage_and_pickled_task_messages_are_refused_by_the_real_workers(
+    platform: dict[str, Any], reference: dict[str, Any], tmp_path: Path
+) -> None:
+    from giqa.infra.queue import make_celery
+    from services.annotator.tasks import TASK_NAMES
+
+    stack = platform["stack"]
+    app = make_celery(platform["settings"])
+    before = rows(platform, reference["run_id"])
+    marker = tmp_path / "unpickled"
+    garbage = ["abc", -1, 0, 2**70, None, [1], {"id": 1}, 99_999_999, "0" * 32, "../../x"]
+    sent = 0
+    for name in TASK_NAMES.values():
+        for value in garbage:
+            app.send_task(name, args=[value])
+            sent += 1
+        # a pickled message: the workers accept JSON only, so it must never be unpickled
+        app.send_task(name, args=[TouchOnUnpickle(marker)], serializer="pickle")
+    logs = {p.name: stack.log(p.name) for p in stack.plan.processes if p.name.startswith("worker-")}
+
+    def all_refused() -> bool:
+        text = "".join(path.read_text(errors="replace") for path in logs.values())
+        return text.count("refused a") + text.count("refused an") >= sent and text.count(
+            "Refusing to deserialize untrusted content of type pickle"
+        ) >= len(TASK_NAMES)
+
+    wait_until(all_refused, 30, "every garbage message refused in the workers' logs", platform)
+    assert not marker.exists(), "a worker unpickled a message"
+    assert stack.dead() == {}, "a worker died of a garbage message"
+    assert rows(platform, reference["run_id"]) == before
+    app.close()
+
+
 def test_a_worker_killed_mid_task_loses_nothing_and_does_nothing_twice(
     platform: dict[str, Any], world: Any, reference: dict[str, Any]
 ) -> None:
