@@ -60,3 +60,33 @@ def check_env_name(name: str) -> EnvCheck:
                 return EnvCheck("unknown", f"{name}: {'.'.join(parts[: depth + 1])} is not a section")
             model = nested
     return EnvCheck("ok")
+
+
+SECRET_VARS = (
+    "GIQA_SERVICE__API_KEYS",
+    "GIQA_SERVICE__OPERATOR_KEYS",
+    "GIQA_STORAGE__SECRET_KEY",
+    "GIQA_PIPELINE__SERVICES_API_KEY",
+)
+
+
+def with_real_secrets(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with its secrets as an operator fills them in (the shipped files carry placeholders or
+    empty defaults, which :class:`Settings` refuses outside development): random keys, and a random
+    password in ``GIQA_DB__URL``."""
+    import json
+    import re
+    import secrets
+
+    out = dict(env)
+    for name in SECRET_VARS:
+        if name in out:
+            token = secrets.token_hex(16)
+            out[name] = json.dumps([token]) if name.endswith("_KEYS") else token
+    if out.get("GIQA_STORAGE__ACCESS_KEY", "").lower() in ("", "minioadmin"):
+        out["GIQA_STORAGE__ACCESS_KEY"] = "giqa"
+    if "GIQA_DB__URL" in out:
+        out["GIQA_DB__URL"] = re.sub(
+            r"(://[^:/@]+:)[^@]*@", rf"\g<1>{secrets.token_hex(12)}@", out["GIQA_DB__URL"]
+        )
+    return out

@@ -195,15 +195,21 @@ def create_app_from_settings(settings: Settings, *, ctx: WorkerContext | None = 
         )
 
     def _from_store(body: RunFromStore) -> runs.Created:
-        from giqa.infra.storage import NotFound, StorageError
+        from giqa.infra.storage import InvalidKey, NotFound, StorageError, check_key
 
+        # keys of the configured store only (never URLs: nothing is fetched from where a request points)
+        prefix = body.images_prefix.rstrip("/")
+        try:
+            check_key(body.descriptions_key)
+            check_key(f"{prefix}/image")
+        except InvalidKey as exc:
+            raise ServiceError(400, f"not an object key of the store: {exc}") from None
         try:
             data = context.store.get_bytes(body.descriptions_key)
         except NotFound:
             raise ServiceError(400, f"no object {body.descriptions_key!r} in the store") from None
         except StorageError as exc:
             raise ServiceError(503, f"the object store failed: {exc}", code="unavailable") from exc
-        prefix = body.images_prefix.rstrip("/")
         try:
             items = runs.parse_descriptions(data, body.descriptions_key, max_chars=max_chars)
             return runs.create_run(

@@ -88,7 +88,7 @@ def create_run(
 ) -> Created:
     """Store the images, then write the run and its samples in one transaction (see the module doc).
     ``image_bytes(ref)`` gives the bytes of an image path, or None when there is no such image."""
-    from giqa.infra.storage import NotFound, put_image
+    from giqa.infra.storage import InvalidKey, NotFound, put_image
 
     settings = ctx.settings
     max_pixels = settings.pipeline.max_image_pixels
@@ -105,6 +105,9 @@ def create_run(
             data = image_bytes(ref)
         except NotFound:
             data = None
+        except InvalidKey as exc:
+            problems[ref] = f"image path {ref!r} cannot name an object in the store: {exc}"
+            continue
         if data is None:
             problems[ref] = f"image not found: {ref}"
             continue

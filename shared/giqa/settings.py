@@ -36,7 +36,7 @@ class LLMSettings(BaseModel):
 
     url: str | None = Field(None, description="base URL ending in /v1; None starts the embedded server")
     model: str = Field("default", description="model name sent with each request")
-    api_key: str | None = Field(None, description="bearer token, if the server wants one")
+    api_key: SecretStr | None = Field(None, description="bearer token, if the server wants one (never shown)")
     dialect: Literal["json_schema", "json_object"] = Field(
         "json_schema",
         description="structured output: json_schema (OpenAI/vLLM) or json_object+schema (llama.cpp)",
@@ -300,6 +300,81 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     annotator: AnnotatorSettings = Field(default_factory=AnnotatorSettings)
 
+    @model_validator(mode="after")
+    def _no_default_secrets_outside_development(self) -> Settings:
+        if self.environment != "development":
+            problems = secret_problems(self)
+            if problems:
+                raise ValueError(
+                    f"refused outside development (environment={self.environment}): " + "; ".join(problems)
+                )
+        return self
+
+
+# Placeholders and well-known defaults (MinIO's, the examples', this repo's local and test ones): a deployment
+# that still carries one has not been given its secrets. Compared case-insensitively.
+DEFAULT_SECRETS = frozenset(
+    {
+        "", "minioadmin", "minio123", "minio", "changeme", "change-me", "change_me", "secret", "password",
+        "admin", "postgres", "giqa", "giqa-local-secret", "giqa-test-secret", "test", "example", "key",
+    }
+)  # fmt: skip
+MIN_KEY_CHARS = 16  # API keys: random tokens, at least this long
+MIN_STORAGE_SECRET_CHARS = 8  # MinIO's own minimum
+
+
+def _weak(value: str, min_chars: int) -> str | None:
+    text = value.strip()
+    if text.lower() in DEFAULT_SECRETS or "change-me" in text.lower() or "changeme" in text.lower():
+        return "a default or placeholder value"
+    if len(text) < min_chars:
+        return f"shorter than {min_chars} characters"
+    return None
+
+
+def secret_problems(settings: Settings) -> list[str]:
+    """What makes ``settings`` unfit to run outside development (empty: nothing): services without keys
+    (every caller let in), an S3 endpoint without credentials, default or placeholder secrets. The
+    settings refuse them unless ``environment`` is ``development``; values are never quoted back."""
+    problems = []
+    service = settings.service
+    if not service.api_keys and not service.operator_keys:
+        problems.append(
+            "GIQA_SERVICE__API_KEYS and GIQA_SERVICE__OPERATOR_KEYS are both empty: every service would "
+            "let in anyone"
+        )
+    for name, keys in (("API_KEYS", service.api_keys), ("OPERATOR_KEYS", service.operator_keys)):
+        for k, key in enumerate(keys):
+            if why := _weak(key.get_secret_value(), MIN_KEY_CHARS):
+                problems.append(f"GIQA_SERVICE__{name}[{k}] is {why}")
+    for name, secret in (
+        ("GIQA_PIPELINE__SERVICES_API_KEY", settings.pipeline.services_api_key),
+        ("GIQA_ANNOTATOR__OPERATOR_KEY", settings.annotator.operator_key),
+    ):
+        if secret is not None and (why := _weak(secret.get_secret_value(), MIN_KEY_CHARS)):
+            problems.append(f"{name} is {why}")
+    storage = settings.storage
+    if storage.endpoint is not None:
+        if not storage.access_key or storage.secret_key is None:
+            problems.append(
+                "GIQA_STORAGE__ENDPOINT is set without GIQA_STORAGE__ACCESS_KEY and GIQA_STORAGE__SECRET_KEY"
+            )
+        else:
+            if why := _weak(storage.secret_key.get_secret_value(), MIN_STORAGE_SECRET_CHARS):
+                problems.append(f"GIQA_STORAGE__SECRET_KEY is {why}")
+            if storage.access_key.strip().lower() in ("minioadmin", "minio", "admin"):
+                problems.append("GIQA_STORAGE__ACCESS_KEY is the object store's default root user")
+    if settings.db.url and "@" in settings.db.url:
+        from urllib.parse import unquote, urlsplit
+
+        password = urlsplit(settings.db.url).password
+        if password is not None and (why := _weak(unquote(password), MIN_STORAGE_SECRET_CHARS)):
+            problems.append(f"the password in GIQA_DB__URL is {why}")
+    llm_key = settings.llm.api_key.get_secret_value().strip() if settings.llm.api_key else ""
+    if llm_key and _weak(llm_key, 1):  # empty: the LLM server takes no key (an internal vLLM)
+        problems.append("GIQA_LLM__API_KEY is a default or placeholder value")
+    return problems
+
 
 class SettingsError(ValueError):
     """Settings from the environment that do not validate (a one-line account of every bad field)."""
@@ -311,7 +386,10 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"GIQA_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"GIQA_{'__'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else str(err["msg"]).removeprefix("Value error, ")
+            for err in exc.errors()
         )
         raise SettingsError(f"invalid settings: {problems}") from None
 

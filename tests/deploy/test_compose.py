@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy_checks import ROOT, check_env_name
+from deploy_checks import ROOT, check_env_name, with_real_secrets
 from giqa.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -430,6 +430,11 @@ def test_each_containers_settings_validate(variants, variant, monkeypatch):
             if var.startswith("GIQA_"):
                 monkeypatch.delenv(var)
         for var, value in env.items():
+            monkeypatch.setenv(var, value)
+        # as shipped, the API keys default to [] (open): production settings refuse that until they are set
+        with pytest.raises(ValueError, match="refused outside development"):
+            Settings()
+        for var, value in with_real_secrets(env).items():
             monkeypatch.setenv(var, value)
         try:
             settings = Settings()

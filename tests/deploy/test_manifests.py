@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy_checks import ROOT, check_env_name, tool
+from deploy_checks import ROOT, check_env_name, tool, with_real_secrets
 from giqa.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -445,6 +445,12 @@ def test_the_settings_validate(overlay, monkeypatch):
     for var, value in env.items():
         if var.startswith("GIQA_"):
             monkeypatch.setenv(var, value)
+    if overlay != "dev":  # the example Secret's CHANGE-ME placeholders are refused outside development
+        with pytest.raises(ValueError, match="refused outside development"):
+            Settings()
+        for var, value in with_real_secrets(env).items():
+            if var.startswith("GIQA_"):
+                monkeypatch.setenv(var, value)
     settings = Settings()
     assert settings.environment == ("development" if overlay == "dev" else "production")
     assert settings.service.host == "0.0.0.0"

@@ -115,7 +115,7 @@ class OpenAIChatClient:
         return cls(
             base_url,
             model=settings.model,
-            api_key=settings.api_key,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             dialect=settings.dialect,
             timeout_s=settings.timeout_s,
             max_retries=settings.max_retries,

@@ -38,7 +38,7 @@ class InputItem:
 
 def sample_key(image: str, description: str) -> str:
     """A stable key from the pair itself (the same image may come with several descriptions)."""
-    return hashlib.sha1(f"{image}\n{description}".encode()).hexdigest()[:16]
+    return hashlib.sha1(f"{image}\n{description}".encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 def length_problem(description: str, max_chars: int) -> str | None:
