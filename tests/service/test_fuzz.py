@@ -1,0 +1,170 @@
+"""Fuzzing the services: schemathesis generates requests from each service's own OpenAPI document (the
+detector, iqa_filter and annotator apps, in process, their lifespans run), and hypothesis posts arbitrary
+JSON to the JSON endpoints. No request may get a 5xx, and every answer must match the response schema the
+document declares for its status (the one error shape included). Bounded: 25 examples per operation.
+
+Found by it: the request schemas allow bodies the models refuse (an item with both ``image`` and
+``image_key``, or neither: JSON Schema as FastAPI writes it has no "exactly one of"), which get a 422 in
+the one error shape, as documented.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from bad_inputs import CorpusLLM, RedSquareDetector
+from giqa.settings import Settings
+
+schemathesis = pytest.importorskip("schemathesis")
+
+pytestmark = pytest.mark.unit
+
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.filter_too_much,
+    ],
+)
+
+
+def _apps(tmp: Path) -> dict[str, Any]:
+    from giqa.backends.classical import ClassicalJudge
+    from services.annotator.app import create_app_from_settings as annotator_app
+    from services.annotator.tasks import WorkerContext
+    from services.detector.app import create_app_from_settings as detector_app
+    from services.iqa_filter.app import create_app_from_settings as judge_app
+
+    conf = Settings(data_dir=tmp / "data", queue={"retry_backoff_s": 0.001, "retry_backoff_max_s": 0.001})
+    ctx = WorkerContext(
+        conf, backends={"llm": CorpusLLM(), "detector": RedSquareDetector(), "judge": ClassicalJudge()}
+    )
+    return {
+        "detector": detector_app(conf, backend=RedSquareDetector()),  # type: ignore[arg-type]
+        "iqa_filter": judge_app(conf, backend=ClassicalJudge()),
+        "annotator": annotator_app(conf, ctx=ctx),
+    }
+
+
+@pytest.fixture(scope="module")
+def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, TestClient]]:
+    """Each app with its lifespan entered (the annotator migrates its SQLite and installs its context)."""
+    clients = {
+        name: TestClient(app, raise_server_exceptions=False)
+        for name, app in _apps(tmp_path_factory.mktemp("fuzz")).items()
+    }
+    for client in clients.values():
+        client.__enter__()
+    yield clients
+    for client in clients.values():
+        client.__exit__(None, None, None)
+
+
+def _checks() -> list[Any]:
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    return [not_a_server_error, response_schema_conformance]
+
+
+@pytest.mark.parametrize("service", ["detector", "iqa_filter", "annotator"])
+def test_every_operation_of_the_openapi_document(apps: dict[str, TestClient], service: str) -> None:
+    """schemathesis's cases for each operation (driven here: its pytest plugin does not run under this
+    pytest's importlib mode), checked for no 5xx and responses that match the declared schemas."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", apps[service].app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert operations, f"{service}: no operation in its OpenAPI document"
+    statuses: dict[int, int] = {}
+    for operation in operations:
+        # positive (bodies the document allows) and negative (bodies it does not) cases
+        modes = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
+
+        @FUZZ
+        @given(case=st.one_of(*(operation.as_strategy(generation_mode=mode) for mode in modes)))
+        def call(case: Any) -> None:
+            response = case.call_and_validate(checks=_checks())
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        call()
+    assert sum(statuses.values()) >= len(operations) and all(code < 500 for code in statuses), statuses
+
+
+# ----------------------------------------------------------------------------- arbitrary JSON (hypothesis)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+# near-valid bodies: the right field names with values of any type
+near_detect = st.fixed_dictionaries(
+    {
+        "items": st.lists(
+            st.fixed_dictionaries(
+                {}, optional={"image": json_values, "image_key": json_values, "phrases": json_values}
+            ),
+            max_size=3,
+        )
+    },
+    optional={"box_threshold": json_values, "text_threshold": json_values},
+)
+near_judge = st.fixed_dictionaries(
+    {
+        "items": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "image_index": json_values,
+                    "box": json_values,
+                    "quality": json_values,
+                    "image": json_values,
+                },
+            ),
+            max_size=3,
+        )
+    },
+    optional={"images": json_values},
+)
+near_run = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": json_values,
+        "images_prefix": json_values,
+        "descriptions_key": json_values,
+        "form": json_values,
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("service", "path", "near"),
+    [
+        ("detector", "/v1/detect", near_detect),
+        ("iqa_filter", "/v1/judge", near_judge),
+        ("annotator", "/v1/runs", near_run),
+    ],
+)
+def test_arbitrary_json_never_gets_a_server_error(
+    apps: dict[str, TestClient], service: str, path: str, near: Any
+) -> None:
+    client = apps[service]
+
+    @FUZZ
+    @given(body=json_values | near)
+    def post(body: Any) -> None:
+        response = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+        assert response.status_code < 500, (body, response.text[:300])
+        if response.status_code >= 400:
+            assert set(response.json()) == {"error"}, response.text[:300]
+
+    post()
