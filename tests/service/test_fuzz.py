@@ -168,3 +168,21 @@ def test_arbitrary_json_never_gets_a_server_error(
             assert set(response.json()) == {"error"}, response.text[:300]
 
     post()
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=json_values | near_detect | near_judge | near_run)
+def test_the_request_models_refuse_anything_with_a_validation_error_only(body: Any) -> None:
+    """The wire models themselves (what every service and client validates with): arbitrary JSON is
+    accepted or refused with pydantic's ValidationError — never another exception, which would be a 500."""
+    from pydantic import ValidationError
+
+    from giqa.wire import DetectRequest, JudgeRequest
+    from services.annotator.app import RunFromStore
+
+    for model in (DetectRequest, JudgeRequest, RunFromStore):
+        for validate in (model.model_validate, model.model_validate_json):
+            try:
+                validate(body if validate is model.model_validate else json.dumps(body))
+            except ValidationError:
+                pass
