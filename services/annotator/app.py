@@ -10,6 +10,7 @@
   only), ``GET /v1/runs/{id}/dataset`` (stats and presigned URLs of the files; ``?file=train.json``
   streams one file instead).
 - ``/health``, ``/ready`` (database, object store and broker answer), ``/metrics``: :mod:`giqa.service`.
+- A stall sweeper (:mod:`services.annotator.sweeper`) re-sends the tasks a broker restart lost.
 
 The stages run as tasks (:mod:`services.annotator.tasks`) on the workers of each queue; with no broker
 configured they run in this process after the response (Celery eager mode), the embedded default.
@@ -33,6 +34,7 @@ from giqa.service import ServiceError, create_app, require_key
 from giqa.settings import Settings, get_settings
 from giqa.wire import ErrorBody
 from services.annotator import runs
+from services.annotator.sweeper import Sweeper
 from services.annotator.tasks import WorkerContext, enqueue, use_context
 
 NAME = "annotator"
@@ -126,9 +128,11 @@ def create_app_from_settings(settings: Settings, *, ctx: WorkerContext | None = 
             from giqa.settings import database_url
 
             await run_in_threadpool(upgrade, database_url(settings))
+        sweeper = Sweeper(context, settings).start()  # re-sends what a broker restart lost (Redis only)
         try:
             yield
         finally:
+            sweeper.stop()
             use_context(previous)
             context.close()
 

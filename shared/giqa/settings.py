@@ -161,6 +161,16 @@ class QueueSettings(BaseModel):
     max_retries: int = Field(5, ge=0, description="retries of a task that met a transient fault")
     retry_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles each retry")
     retry_backoff_max_s: float = Field(60.0, gt=0, description="longest retry delay")
+    stall_check_s: float = Field(
+        30.0,
+        ge=0,
+        description="annotator: how often it looks for runs whose tasks the broker lost (0: never)",
+    )
+    stall_after_s: float = Field(
+        120.0,
+        gt=0,
+        description="annotator: a sample untouched this long, with the broker idle, is sent again",
+    )
 
     @field_validator("broker_url")
     @classmethod

@@ -337,12 +337,27 @@ def failed_samples(s: Session, *, run_id: str, retryable_only: bool = False) -> 
     return list(s.scalars(query))
 
 
-def samples_in_state(s: Session, *, run_id: str, states: Sequence[str]) -> list[int]:
-    """Ids of the run's samples in ``states`` (e.g. pending ones whose task was never sent), by id."""
+def samples_in_state(
+    s: Session, *, run_id: str, states: Sequence[str], updated_before: datetime | None = None
+) -> list[int]:
+    """Ids of the run's samples in ``states`` (e.g. pending ones whose task was never sent), by id;
+    ``updated_before``: only those not touched since then."""
     for state in states:
         _check(state, SAMPLE_STATES, "sample state")
     query = select(Sample.id).where(Sample.run_id == run_id, Sample.state.in_(list(states)))
+    if updated_before is not None:
+        query = query.where(Sample.updated_at < updated_before)
     return list(s.scalars(query.order_by(Sample.id)))
+
+
+def runs_in_state(s: Session, *, states: Sequence[str], updated_before: datetime | None = None) -> list[str]:
+    """Ids of the runs in ``states`` (``updated_before``: not touched since then), the oldest first."""
+    for state in states:
+        _check(state, RUN_STATES, "run state")
+    query = select(Run.id).where(Run.state.in_(list(states)))
+    if updated_before is not None:
+        query = query.where(Run.updated_at < updated_before)
+    return list(s.scalars(query.order_by(Run.created_at)))
 
 
 def reset_samples(s: Session, *, sample_ids: Sequence[int]) -> int:
