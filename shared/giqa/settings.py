@@ -293,7 +293,9 @@ def default_cache_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GIQA_", env_nested_delimiter="__", extra="ignore")
 
-    environment: Literal["development", "test", "production"] = "development"
+    environment: Literal["development", "test", "production"] = Field(
+        "development", description="outside development, missing or default secrets are refused at start"
+    )
     data_dir: Path = Field(Path("data"), description="embedded object storage")
     cache_dir: Path = Field(
         default_factory=default_cache_dir, description="caches (judge scores); default $XDG_CACHE_HOME/giqa"
