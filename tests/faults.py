@@ -77,6 +77,9 @@ class RedisServer:
         self.restarts += 1
 
 
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
+
+
 class FlakyProxy:
     """An HTTP proxy in front of a service: ``mode`` ``pass`` forwards, ``500`` answers a server error in the
     service's error shape, ``hang`` waits ``hang_s`` before answering 500 (a client with a shorter timeout
@@ -90,7 +93,7 @@ class FlakyProxy:
         self.hang_s = hang_s
         self.seen: dict[str, int] = {}
         self.lock = threading.Lock()
-        client = httpx.Client(timeout=120.0)
+        client = httpx.Client(timeout=120.0, headers={"accept-encoding": "identity"})
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -113,21 +116,35 @@ class FlakyProxy:
                     if mode == "hang":
                         time.sleep(proxy.hang_s)
                     error = b'{"error": {"code": "internal", "message": "injected fault", "request_id": ""}}'
-                    self.send(500, error)
+                    self.send(500, b"" if method == "HEAD" else error)
                     return
-                headers = {
-                    k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")
-                }
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 answer = client.request(method, proxy.target + self.path, content=data, headers=headers)
-                self.send(
-                    answer.status_code, answer.content, answer.headers.get("content-type", "text/plain")
-                )
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.multi_items():
+                    if name.lower() not in HOP_BY_HOP:
+                        self.send_header(name, value)
+                body = answer.content
+                length = answer.headers.get("content-length") if method == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(body)))
+                self.end_headers()
+                if method != "HEAD":
+                    self.wfile.write(body)
 
             def do_GET(self) -> None:
                 self.forward("GET")
 
             def do_POST(self) -> None:
                 self.forward("POST")
+
+            def do_PUT(self) -> None:
+                self.forward("PUT")
+
+            def do_HEAD(self) -> None:
+                self.forward("HEAD")
+
+            def do_DELETE(self) -> None:
+                self.forward("DELETE")
 
         self.server = JoinedHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

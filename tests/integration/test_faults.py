@@ -34,6 +34,9 @@ Each fault and its recovery:
 - the detector service answering 500 or hanging past the client's timeout: the client retries, then the
   task retries with backoff, then the sample is recorded failed at ``detect`` as retryable;
   ``giqa runs retry`` re-processes only those samples, from the detect stage;
+- the object store answering 500 for 2.5 s (an HTTP proxy in front of the S3 server): the store client
+  retries server errors, the task retries a retryable StorageError with backoff, and a sample whose
+  retries ran out is failed retryable for ``giqa runs retry --retryable-only``;
 - the LLM answering text that is not JSON: the sample fails at stage1 with the reason, and nothing of it
   is written beyond its failure record.
 """
@@ -94,6 +97,7 @@ def platform(
     llm_server, llm_url = serve_scripted_llm(records)
     ports = {name: free_port() for name in ("annotator", "detector", "iqa_filter")}
     proxy = FlakyProxy(f"http://127.0.0.1:{ports['detector']}", hang_s=3.0)
+    s3_proxy = FlakyProxy(s3_server)  # every process reaches the object store through it
     queue = {
         "visibility_timeout_s": 8.0,
         "task_time_limit_s": 6.0,
@@ -106,7 +110,7 @@ def platform(
     env = {
         "GIQA_DB__URL": pg_url,
         "GIQA_QUEUE__BROKER_URL": redis.url,
-        "GIQA_STORAGE__ENDPOINT": s3_server,
+        "GIQA_STORAGE__ENDPOINT": s3_proxy.url,
         "GIQA_STORAGE__ACCESS_KEY": "giqa",
         "GIQA_STORAGE__SECRET_KEY": "giqa-test-secret",
         "GIQA_LLM__URL": llm_url,
@@ -120,7 +124,7 @@ def platform(
     settings = Settings(
         db={"url": pg_url},
         queue={"broker_url": redis.url, **queue},
-        storage={"endpoint": s3_server, "access_key": "giqa", "secret_key": "giqa-test-secret"},
+        storage={"endpoint": s3_proxy.url, "access_key": "giqa", "secret_key": "giqa-test-secret"},
         llm={"url": llm_url, "dialect": "json_object"},
         data_dir=root / "data",
     )
@@ -137,11 +141,13 @@ def platform(
             "redis": redis,
             "llm": llm_server,
             "proxy": proxy,
+            "s3_proxy": s3_proxy,
             "database": pg_url.rsplit("/", 1)[1],
         }
     finally:
         stack.close()
         proxy.close()
+        s3_proxy.close()
         llm_server.shutdown()
         llm_server.server_close()
         redis.stop()
@@ -432,6 +438,40 @@ def test_a_detector_that_fails_for_a_while_gives_retryable_failures_and_retry_fi
         "retry ran stage 1 again: it must resume failed samples at the stage that failed"
     )
     assert after["failures"] == [(*f[:4], "done" if f[1] == "detect" else "failed") for f in held["failures"]]
+
+
+def test_the_object_store_down_for_a_while_is_retried_and_retry_finishes_what_failed(
+    platform: dict[str, Any], world: Any, reference: dict[str, Any]
+) -> None:
+    from typer.testing import CliRunner
+
+    from giqa.cli import app as cli
+
+    store = platform["s3_proxy"]
+    store.seen.clear()
+    platform["llm"].delay_s = 0.1
+    try:
+        run_id = submit(platform, world)  # the images are stored before the outage
+        wait_until(lambda: rows(platform, run_id)["stages"].get("stage1", 0) >= 1, 30, "stage 1 under way",
+                   platform)  # fmt: skip
+        store.mode = "500"  # the detect tasks read each image from the store: 2.5 s of server errors
+        time.sleep(2.5)
+        store.mode = "pass"
+    finally:
+        platform["llm"].delay_s = 0.0
+    assert store.seen.get("500", 0) >= 1, store.seen
+    run = wait_ended(platform, run_id)
+    held = rows(platform, run_id)
+    # the store client's and the task's retries outlast a short outage; what they did not is failed, retryable
+    storage_failures = [f for f in held["failures"] if f[1] != "stage1"]
+    assert all(f[3] and f[4] == "failed" for f in storage_failures), storage_failures
+    if storage_failures:
+        result = CliRunner().invoke(
+            cli, ["runs", "retry", run_id, "--retryable-only", "--url", platform["url"]]
+        )
+        assert result.exit_code == 0, result.output
+    assert_complete(platform, run_id, reference)
+    del run
 
 
 def test_redis_restarted_mid_run_loses_its_queues_and_the_sweeper_resends_them(
