@@ -4,14 +4,16 @@ A Redis restarted without persistence (or flushed, or failed over to a replica t
 every queued task; nothing in the messages that remain says which samples they were for. The database
 does: samples still pending or running, and runs still exporting. They cannot be told apart from samples
 whose task is merely waiting in a long queue or running — except when the broker is idle. So every
-``queue.stall_check_s`` the sweeper (one thread in each annotator process; a Redis lock lets one of
-several replicas sweep per period) looks at the broker, and only when every queue is empty AND no task is
-held unacknowledged by a worker (running, or waiting for its retry countdown) it re-sends, from the stage
-each stopped at, the samples of running runs untouched for ``queue.stall_after_s``, and the export of
-runs left exporting that long. Sending one twice is harmless: every stage write is an upsert keyed by
-(sample, stage) and a task for a sample that ended is a no-op. With tasks still queued or held the sweep
-waits: whatever was lost is sent once the queues drain. ``giqa runs retry --stalled`` does the same on
-demand.
+``queue.stall_check_s`` the sweeper (one thread in each annotator process, working on the process's
+context; a Redis lock lets one of several replicas sweep per period) looks at the broker, and only when
+every queue is empty AND no task is held unacknowledged by a worker (running, or waiting for its retry
+countdown) it re-sends, from the stage each stopped at, the samples of running runs untouched for
+``queue.stall_after_s``, and the export of runs left exporting that long. A sample already claimed
+:func:`max_attempts` times is failed instead (retryable, with the reason): a task that kills its worker
+every time must not circle forever. Sending one twice is harmless: every stage write is an upsert keyed
+by (sample, stage) and a task for a sample that ended is a no-op. With tasks still queued or held the
+sweep waits: whatever was lost is sent once the queues drain. ``giqa runs retry --stalled`` does the
+same on demand.
 
 Redis only (the broker the platform runs on: its queues are lists named after the queues, priorities as
 suffixed lists, unacknowledged messages in the ``unacked`` hash); another broker has no sweeper.
@@ -27,7 +29,7 @@ from typing import Any
 from giqa.infra.db import dal
 from giqa.infra.db.models import utcnow
 from giqa.settings import QUEUE_NAMES, Settings
-from services.annotator.tasks import WorkerContext, enqueue, next_stage
+from services.annotator.tasks import CHAIN, WorkerContext, after_sample_ended, enqueue, next_stage
 
 log = logging.getLogger("giqa.annotator.sweeper")
 
@@ -46,16 +48,25 @@ def broker_idle(client: Any) -> bool:
     return not any(pipe.execute())
 
 
+def max_attempts(settings: Settings) -> int:
+    """Claims of one sample beyond which the sweeper stops re-sending it and fails it (retryable): twice
+    what every stage with every retry would take."""
+    return 2 * len(CHAIN) * (settings.queue.max_retries + 1)
+
+
 def sweep(ctx: WorkerContext, client: Any) -> dict[str, int]:
-    """One pass (see the module docstring); how many samples and exports it sent again."""
-    sent = {"samples": 0, "exports": 0}
+    """One pass (see the module docstring); how many samples and exports it sent again, and how many
+    samples it failed because re-sending them never got them further (a task that kills its worker)."""
+    sent = {"samples": 0, "exports": 0, "failed": 0}
     if not broker_idle(client):
         return sent
     q = ctx.settings.queue
     if not client.set(LOCK_KEY, "1", nx=True, px=max(1, int(q.stall_check_s * 1000 * 0.9))):
         return sent  # another annotator swept this period
     cutoff = utcnow() - timedelta(seconds=q.stall_after_s)
+    most = max_attempts(ctx.settings)
     resend: list[tuple[int, str]] = []
+    given_up: list[str] = []
     with ctx.session() as s:
         exports = dal.runs_in_state(s, states=("exporting",), updated_before=cutoff)
         for run_id in dal.runs_in_state(s, states=("running",)):
@@ -63,12 +74,20 @@ def sweep(ctx: WorkerContext, client: Any) -> dict[str, int]:
                 s, run_id=run_id, states=("pending", "running"), updated_before=cutoff
             ):
                 view = dal.get_sample(s, sample_id=sample_id)
-                resend.append((sample_id, next_stage(view.payloads) or "vqa"))
+                stage = next_stage(view.payloads) or "vqa"
+                if view.attempts >= most:  # a task that dies every time: stop re-sending it
+                    reason = f"stalled at {stage}: sent {view.attempts} times without finishing"
+                    dal.fail_sample(s, sample_id=sample_id, stage=stage, reason=reason, retryable=True)
+                    given_up.append(run_id)
+                else:
+                    resend.append((sample_id, stage))
+    for run_id in dict.fromkeys(given_up):
+        after_sample_ended(run_id)
     for sample_id, stage in resend:
         enqueue(stage, sample_id)
     for run_id in exports:
         enqueue("export", run_id)
-    sent = {"samples": len(resend), "exports": len(exports)}
+    sent = {"samples": len(resend), "exports": len(exports), "failed": len(given_up)}
     if resend or exports:
         log.warning(
             "the broker is idle but %d samples and %d exports had not moved for %.0f s: sent again",
