@@ -2,7 +2,7 @@
 of them share, the iqa_filter service (``POST /v1/judge``, the real classical judge), the detector service
 (``POST /v1/detect``, with a pixel-reading detector double so the boxes say which way up the image
 arrived), the annotator (``POST /v1/runs`` on embedded defaults: SQLite, the local object folder, eager
-Celery) and the annotator's Celery task payloads.
+Celery) and the annotator's Celery task payloads; and `giqa annotate`'s code path (images read from files).
 
 What each must show: a bad input gets a clear 4xx (the one error shape, a message naming the problem) or a
 failure record with its reason; an odd but valid one (16-bit, CMYK, palette, animated, EXIF-rotated) is
@@ -343,3 +343,33 @@ def test_task_payloads_with_garbage_ids_are_refused_and_write_nothing(
     assert held(ctx, objects) == before
     assert sum("refused" in r.getMessage() for r in caplog.records) >= len(TASKS) * len(GARBAGE_IDS)
     assert client.get("/ready").status_code == 200
+
+
+def test_the_cli_code_path_fails_bad_image_files_and_annotates_the_rest_upright(tmp_path: Path) -> None:
+    """``giqa annotate``'s path (images read from files by :func:`giqa.backends.images.load_image`, the run
+    of :func:`giqa.pipeline.run.run_annotation`): the same corpus, the same outcomes as over REST."""
+    from giqa.backends.classical import ClassicalJudge
+    from giqa.backends.factory import annotate_config
+    from giqa.pipeline.inputs import read_inputs
+    from giqa.pipeline.run import Backends, run_annotation
+
+    (tmp_path / "images").mkdir()
+    lines = []
+    for case in CASES:
+        (tmp_path / "images" / f"{case.name}.img").write_bytes(case.data)
+        lines.append({"image": f"images/{case.name}.img", "description": DESCRIPTION})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    backends = Backends(llm=CorpusLLM(), detector=RedSquareDetector(), judge=ClassicalJudge())
+    out = tmp_path / "out"
+    items = read_inputs(tmp_path / "in.jsonl", tmp_path)
+    run_annotation(items, tmp_path, out, backends, annotate_config(Settings()), progress=False)
+    records = {r["image"]: r for r in map(json.loads, (out / "audit.jsonl").read_text().splitlines())}
+    for case in CASES:
+        record = records[f"images/{case.name}.img"]
+        if not case.ok:
+            assert record["status"] == "failed" and "image" in json.dumps(record["failure"]), case.name
+            continue
+        assert record["status"] == "ok", (case.name, record.get("failure"))
+        if case.mark_visible:
+            (refined,) = record["refined"]
+            assert close_to(Box(*refined["raw"][0]["box"]), MARK_BOX, 0.02), (case.name, refined)
