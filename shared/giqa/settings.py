@@ -291,7 +291,10 @@ def default_cache_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GIQA_", env_nested_delimiter="__", extra="ignore")
+    # hide_input_in_errors: a validation error must not print the environment it was given (secrets in it)
+    model_config = SettingsConfigDict(
+        env_prefix="GIQA_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = Field(
         "development", description="outside development, missing or default secrets are refused at start"

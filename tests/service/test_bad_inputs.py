@@ -2,7 +2,7 @@
 of them share, the iqa_filter service (``POST /v1/judge``, the real classical judge), the detector service
 (``POST /v1/detect``, with a pixel-reading detector double so the boxes say which way up the image
 arrived), the annotator (``POST /v1/runs`` on embedded defaults: SQLite, the local object folder, eager
-Celery) and the annotator's Celery task payloads; and `giqa annotate`'s code path (images read from files).
+Celery) and the annotator's Celery task payloads; and ``giqa annotate``'s code path (images read from files).
 
 What each must show: a bad input gets a clear 4xx (the one error shape, a message naming the problem) or a
 failure record with its reason; an odd but valid one (16-bit, CMYK, palette, animated, EXIF-rotated) is

@@ -103,6 +103,19 @@ def test_default_or_missing_secrets_are_refused_outside_development(
             assert secret not in message, message
 
 
+def test_a_validation_error_does_not_print_the_secrets_it_was_given(
+    env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    env(PRODUCTION)
+    monkeypatch.setenv("GIQA_SERVICE__OPERATOR_KEYS", '["CHANGE-ME"]')
+    with pytest.raises(ValidationError) as caught:
+        Settings()  # the secrets check fails the whole model: pydantic would print all of its input
+    shown = str(caught.value) + repr(caught.value)  # what a log line or a traceback prints
+    assert GOOD_KEY not in shown and S3_SECRET not in shown and OPERATOR_KEY not in shown
+
+
 def test_development_accepts_what_production_refuses(env: Any) -> None:
     settings = env(
         {"GIQA_STORAGE__ENDPOINT": "http://127.0.0.1:9000", "GIQA_STORAGE__SECRET_KEY": "minioadmin"}
