@@ -84,6 +84,24 @@ class PipelineSettings(BaseModel):
     box_form: Literal["grid", "norm"] = Field("grid", description="Stage-4 box text form")
     max_image_pixels: int = Field(40_000_000, ge=1, description="images with more pixels are refused")
     device: str | None = Field(None, description="torch device for the backends; default cuda if present")
+    detector_url: str | None = Field(
+        None, description="detector service base URL (http://host:port); None: the in-process detector"
+    )
+    judge_url: str | None = Field(
+        None, description="iqa_filter service base URL (http://host:port); None: the in-process judge"
+    )
+    services_api_key: SecretStr | None = Field(
+        None, description="bearer key sent to the detector and iqa_filter services"
+    )
+    remote_timeout_s: float = Field(120.0, gt=0, description="detector/judge service: seconds per request")
+    remote_max_retries: int = Field(
+        3, ge=0, description="detector/judge service: retries of transient faults"
+    )
+
+    @field_validator("detector_url", "judge_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value)
 
 
 class AnnotateSettings(BaseModel):
@@ -115,6 +133,81 @@ class ServiceSettings(BaseModel):
     )
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
     request_timeout_s: float = Field(120.0, gt=0, description="a request running longer gets 504")
+    model_concurrency: int = Field(
+        1, ge=1, description="model calls a service runs at once (1 for one torch model on one device)"
+    )
+    max_queued: int = Field(
+        32, ge=0, description="requests waiting for the model beyond which a service answers 503 (overloaded)"
+    )
+
+
+QUEUE_NAMES = ("llm", "detect", "judge", "cpu")
+
+
+class QueueSettings(BaseModel):
+    """Celery on Redis (DESIGN §6): one named queue per resource, so GPU workers scale independently."""
+
+    broker_url: str | None = Field(
+        None, description="redis://host:port/db; None: tasks run in-process (Celery eager mode)"
+    )
+    concurrency: dict[str, int] = Field(
+        default_factory=lambda: dict.fromkeys(QUEUE_NAMES, 1),
+        description="worker processes (or threads) per queue: llm, detect, judge, cpu",
+    )
+    task_time_limit_s: float = Field(600.0, gt=0, description="a task running longer is killed")
+    visibility_timeout_s: float = Field(
+        3600.0, gt=0, description="Redis redelivers an unacknowledged task after this; must outlast any task"
+    )
+    max_retries: int = Field(5, ge=0, description="retries of a task that met a transient fault")
+    retry_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles each retry")
+    retry_backoff_max_s: float = Field(60.0, gt=0, description="longest retry delay")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if not text.startswith(("redis://", "rediss://", "amqp://", "memory://")):
+            raise ValueError(f"broker URL must be redis://host:port/db (or amqp://, memory://); got {text!r}")
+        return text
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = set(value) - set(QUEUE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown queues {sorted(unknown)}; the queues are {', '.join(QUEUE_NAMES)}")
+        if any(n < 1 for n in value.values()):
+            raise ValueError("concurrency per queue must be at least 1")
+        return dict.fromkeys(QUEUE_NAMES, 1) | value
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_tasks(self) -> QueueSettings:
+        # Redis hands an unacknowledged task to another worker after the visibility timeout: with acks_late
+        # a task still running then would run twice at once.
+        if self.visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError(
+                f"visibility_timeout_s ({self.visibility_timeout_s:g}) must be longer than "
+                f"task_time_limit_s ({self.task_time_limit_s:g}), or a running task is delivered again"
+            )
+        return self
+
+
+class AnnotatorSettings(BaseModel):
+    """The annotator service (runs) as its clients see it: ``giqa runs`` talks to it."""
+
+    url: str = Field("http://127.0.0.1:8300", description="the annotator's base URL")
+    operator_key: SecretStr | None = Field(
+        None, description="bearer key ``giqa runs`` sends (operator scope)"
+    )
+    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of ``giqa runs`` requests")
+    max_upload_images: int = Field(10_000, ge=1, description="images one multipart upload may carry")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value)
 
 
 DB_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
@@ -204,6 +297,8 @@ class Settings(BaseSettings):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    annotator: AnnotatorSettings = Field(default_factory=AnnotatorSettings)
 
 
 class SettingsError(ValueError):
