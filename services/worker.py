@@ -13,12 +13,14 @@ from typing import Any
 from celery.signals import worker_process_shutdown, worker_shutdown
 
 import services.annotator.tasks as annotator_tasks
+import services.evaluator.tasks as evaluator_tasks
+import services.trainer.tasks as trainer_tasks
 from giqa.infra.queue import make_celery
 from giqa.settings import get_settings
 
 app = make_celery(get_settings())
 app.set_default()
-TASK_MODULES = (annotator_tasks.__name__,)
+TASK_MODULES = (annotator_tasks.__name__, trainer_tasks.__name__, evaluator_tasks.__name__)
 
 
 @worker_shutdown.connect

@@ -141,7 +141,7 @@ class ServiceSettings(BaseModel):
     )
 
 
-QUEUE_NAMES = ("llm", "detect", "judge", "cpu")
+QUEUE_NAMES = ("llm", "detect", "judge", "cpu", "train", "eval")
 
 
 class QueueSettings(BaseModel):
@@ -152,7 +152,7 @@ class QueueSettings(BaseModel):
     )
     concurrency: dict[str, int] = Field(
         default_factory=lambda: dict.fromkeys(QUEUE_NAMES, 1),
-        description="worker processes (or threads) per queue: llm, detect, judge, cpu",
+        description="worker processes (or threads) per queue: llm, detect, judge, cpu, train, eval",
     )
     task_time_limit_s: float = Field(600.0, gt=0, description="a task running longer is killed")
     visibility_timeout_s: float = Field(
@@ -211,6 +211,57 @@ class AnnotatorSettings(BaseModel):
 
 
 DB_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
+
+
+class KubernetesJobSettings(BaseModel):
+    """How the ``kubernetes`` launcher shapes a training job: ``torchrun`` on nodes x GPUs per node."""
+
+    namespace: str = Field("giqa", min_length=1, description="namespace the training Jobs are created in")
+    kind: Literal["job", "pytorchjob"] = Field(
+        "job", description="job: a batch/v1 (Indexed) Job; pytorchjob: Kubeflow's training operator"
+    )
+    image: str = Field("giqa/trainer:0.1.0-cuda", description="the image the training pods run")
+    nodes: int = Field(1, ge=1, description="nodes (pods) per job")
+    gpus_per_node: int = Field(8, ge=0, description="GPUs per pod (nvidia.com/gpu); torchrun processes")
+    cpu: str = Field("8", description="CPU request of a training pod")
+    memory: str = Field("64Gi", description="memory request and limit of a training pod")
+    shm_size: str = Field("16Gi", description="/dev/shm size (data-loader workers share batches there)")
+    service_account: str = Field("giqa", description="service account of the training pods")
+    settings_configmap: str = Field("giqa-settings", description="ConfigMap with the GIQA_* settings")
+    secret_name: str = Field("giqa-secrets", description="Secret with the GIQA_* credentials")
+    data_pvc: str = Field("giqa-train-data", description="RWX volume for the job folders (/data)")
+    models_pvc: str = Field("giqa-models", description="volume of base model folders (/models, read-only)")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="node labels a pod needs")
+    tolerations: list[dict[str, str]] = Field(default_factory=list, description="tolerations of a pod")
+    backoff_limit: int = Field(0, ge=0, description="pod restarts before the job fails")
+    ttl_after_finished_s: int = Field(86400, ge=0, description="finished Jobs are deleted after this")
+
+
+class JobsSettings(BaseModel):
+    """Training jobs and evaluations (the trainer and evaluator services and the train/eval workers)."""
+
+    launcher: Literal["local", "kubernetes"] = Field(
+        "local", description="local: a train worker runs giqa train as a child; kubernetes: a Job per run"
+    )
+    work_dir: Path | None = Field(
+        None, description="job folders of the local launcher; default <data_dir>/jobs"
+    )
+    poll_s: float = Field(1.0, gt=0, description="how often a launcher reads progress and looks for a cancel")
+    cancel_grace_s: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL delay when a job is cancelled")
+    lost_after_s: float = Field(
+        600.0, gt=0, description="a running job whose launcher has not reported for this long is failed"
+    )
+    checkpoint_cache_dir: Path | None = Field(
+        None, description="registered checkpoints fetched from storage; default <cache_dir>/checkpoints"
+    )
+    trainer_url: str = Field("http://127.0.0.1:8500", description="the trainer service's base URL")
+    evaluator_url: str = Field("http://127.0.0.1:8600", description="the evaluator service's base URL")
+    kubernetes: KubernetesJobSettings = Field(default_factory=KubernetesJobSettings)
+
+    @field_validator("trainer_url", "evaluator_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value)
 
 
 class DatabaseSettings(BaseModel):
@@ -299,6 +350,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     annotator: AnnotatorSettings = Field(default_factory=AnnotatorSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
 
 
 class SettingsError(ValueError):
@@ -331,3 +383,14 @@ def database_url(settings: Settings) -> str:
 def objects_dir(settings: Settings) -> Path:
     """The embedded object store's folder (used when ``storage.endpoint`` is unset)."""
     return settings.data_dir / "objects"
+
+
+def jobs_dir(settings: Settings) -> Path:
+    """The local launcher's job folders: ``jobs.work_dir``, else ``<data_dir>/jobs``."""
+    return settings.jobs.work_dir or settings.data_dir / "jobs"
+
+
+def checkpoint_cache_dir(settings: Settings) -> Path:
+    """Where registered checkpoints are fetched to: ``jobs.checkpoint_cache_dir``, else
+    ``<cache_dir>/checkpoints``."""
+    return settings.jobs.checkpoint_cache_dir or settings.cache_dir / "checkpoints"

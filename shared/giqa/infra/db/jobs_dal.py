@@ -258,7 +258,13 @@ def finish_job(s: Session, *, job_id: str, state: str, error: str | None = None)
     statement = (
         update(Job)
         .where(Job.id == job_id, Job.state.not_in(FINAL_STATES))
-        .values(state=state, error=error, updated_at=now, finished_at=now, eta_s=None)
+        .values(
+            state=state,
+            error=error,
+            updated_at=now,
+            finished_at=now,
+            eta_s=0.0 if state == "succeeded" else None,
+        )
     )
     if _changed(s, statement) == 1:
         return True
