@@ -27,9 +27,11 @@ def local_checkpoint(
     *,
     sessions: Callable[[], AbstractContextManager[Any]],
     store: Any,
+    prefer_local: bool = True,
 ) -> Path:
     """The folder of checkpoint ``name`` here (see the module docstring). ``sessions``: a callable giving
-    a session scope (``WorkerContext.session``, or ``lambda: session_scope(factory)``)."""
+    a session scope (``WorkerContext.session``, or ``lambda: session_scope(factory)``); ``prefer_local``
+    False: always the copy from the object store (a machine that does not share the trainer's disk)."""
     from giqa.infra.db import jobs_dal
     from giqa.infra.storage import get_folder
     from giqa.infra.storage.keys import _scope
@@ -38,6 +40,6 @@ def local_checkpoint(
         view = jobs_dal.get_checkpoint(s, name=name)
     if view is None:
         raise UnknownCheckpoint(f"no checkpoint is registered as {name!r}")
-    if view.local_path and (Path(view.local_path) / "config.json").is_file():
+    if prefer_local and view.local_path and (Path(view.local_path) / "config.json").is_file():
         return Path(view.local_path)
     return get_folder(store, view.key_prefix, checkpoint_cache_dir(settings) / _scope(name))
