@@ -293,3 +293,22 @@ def test_the_training_child_dies_with_its_worker(tmp_path: Path) -> None:
             parent.kill()
     # it was killed, not ended by itself: a child that got to fail would have written its error line
     assert "error:" not in (tmp_path / "train.log").read_text()
+
+
+def test_the_volumes_and_accounts_a_job_uses_are_in_the_base_manifests() -> None:
+    """What the launcher's Job references (PVCs, ConfigMap, Secret, service account) is created by
+    k8s/base, with the defaults of the settings."""
+    import yaml
+
+    base = Path(__file__).resolve().parents[3] / "k8s" / "base"
+    objects = [o for f in base.glob("*.yaml") for o in yaml.safe_load_all(f.read_text()) if o]
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    k = KubernetesJobSettings()
+    [spec] = pod_specs(manifests(JOB_ID, k))
+    claims = {
+        v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v
+    }
+    assert {("PersistentVolumeClaim", c) for c in claims} <= names
+    assert ("ServiceAccount", k.service_account) in names
+    assert k.settings_configmap in (base / "kustomization.yaml").read_text()
+    assert k.secret_name in (base / "secret.example.yaml").read_text()
