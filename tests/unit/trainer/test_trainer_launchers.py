@@ -301,7 +301,9 @@ def test_the_volumes_and_accounts_a_job_uses_are_in_the_base_manifests() -> None
     import yaml
 
     base = Path(__file__).resolve().parents[3] / "k8s" / "base"
-    objects = [o for f in base.glob("*.yaml") for o in yaml.safe_load_all(f.read_text()) if o]
+    objects = [
+        o for f in base.glob("*.yaml") for o in yaml.safe_load_all(f.read_text()) if o and "metadata" in o
+    ]
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
     k = KubernetesJobSettings()
     [spec] = pod_specs(manifests(JOB_ID, k))
