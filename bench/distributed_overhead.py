@@ -260,13 +260,13 @@ def main() -> None:
         s3_process, s3 = start_s3_server(work)
         results: dict[str, Any] = {}
         try:
-            with ExitStack() as stack:
-                url = llm_endpoint(args.llm, records, stack)
-                settings = Settings(
-                    llm={"url": url, "dialect": "json_object"}, annotate={"val_fraction": 0.34}
-                )
-                emb_s = embedded(images, descriptions, settings, work / "embedded")
-            results["embedded"] = emb_s
+            if not args.skip_embedded:
+                with ExitStack() as stack:
+                    url = llm_endpoint(args.llm, records, stack)
+                    settings = Settings(
+                        llm={"url": url, "dialect": "json_object"}, annotate={"val_fraction": 0.34}
+                    )
+                    results["embedded"] = embedded(images, descriptions, settings, work / "embedded")
             for count in (int(c) for c in args.workers.split(",")):
                 with ExitStack() as stack:
                     url = llm_endpoint(args.llm, records, stack)

@@ -310,9 +310,10 @@ def create_app_from_settings(settings: Settings, *, ctx: WorkerContext | None = 
         run_id: str,
         background: BackgroundTasks,
         retryable_only: Annotated[bool, Query(description="only failures marked retryable")] = False,
+        stalled: Annotated[bool, Query(description="also send pending and running samples again")] = False,
     ) -> RetryOut:
         try:
-            resume = runs.retry(context, run_id, retryable_only=retryable_only)
+            resume = runs.retry(context, run_id, retryable_only=retryable_only, stalled=stalled)
         except runs.NotFoundError as exc:
             raise ServiceError(404, str(exc)) from exc
 

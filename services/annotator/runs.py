@@ -156,18 +156,25 @@ def start(ctx: WorkerContext, run_id: str, sample_ids: Sequence[int]) -> None:
     del ctx
 
 
-def retry(ctx: WorkerContext, run_id: str, *, retryable_only: bool = False) -> list[tuple[int, str]]:
+def retry(
+    ctx: WorkerContext, run_id: str, *, retryable_only: bool = False, stalled: bool = False
+) -> list[tuple[int, str]]:
     """Put the run's failed samples back to pending (not those whose input was bad: they would fail the
-    same way) and return (sample id, stage to resume at); the run is running again."""
+    same way) and return (sample id, stage to resume at); the run is running again. ``stalled``: also
+    send again the samples still pending or running (a task lost with an annotator or a broker that went
+    down; sending one twice is harmless, every stage write is an upsert)."""
     with ctx.session() as s:
         if dal.get_run(s, run_id=run_id) is None:
             raise NotFoundError(f"run {run_id} not found")
         failed = dal.failed_samples(s, run_id=run_id, retryable_only=retryable_only)
         latest = dal.latest_failures(s, run_id=run_id)
         chosen = [i for i in failed if not (latest.get(i) and latest[i].reason.startswith(INPUT_PREFIX))]
+        if chosen:
+            dal.reset_samples(s, sample_ids=chosen)
+        if stalled:
+            chosen += dal.samples_in_state(s, run_id=run_id, states=("pending", "running"))
         if not chosen:
             return []
-        dal.reset_samples(s, sample_ids=chosen)
         dal.set_run_state(s, run_id=run_id, state="running")
         resume = []
         for sample_id in chosen:

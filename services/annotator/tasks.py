@@ -335,16 +335,15 @@ def run_records(s: Any, run_id: str) -> Iterator[dict[str, Any]]:
     failures = dal.latest_failures(s, run_id=run_id)
     seconds = dal.stage_seconds(s, run_id=run_id)
     for sample in dal.iter_run_records(s, run_id=run_id):
-        failure = None
+        failure: dict[str, Any] | None = None
         if sample.state == "failed":
             latest = failures.get(sample.id)
-            failure = (
-                {"stage": latest.stage, "reason": latest.reason, "retryable": latest.retryable}
-                if latest is not None
-                else {"stage": "input", "reason": "failed (no failure recorded)", "retryable": False}
+            stage, reason = (
+                (latest.stage, latest.reason) if latest else ("input", "failed (no failure recorded)")
             )
-            if failure["reason"].startswith(INPUT_PREFIX):  # a bad upload, recorded before stage 1
-                failure = failure | {"stage": "input", "reason": failure["reason"][len(INPUT_PREFIX) :]}
+            if reason.startswith(INPUT_PREFIX):  # a bad upload, recorded before stage 1
+                stage, reason = "input", reason[len(INPUT_PREFIX) :]
+            failure = {"stage": stage, "reason": reason, "retryable": bool(latest and latest.retryable)}
         yield stages.build_record(
             sample.key,
             sample.image_ref,

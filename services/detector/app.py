@@ -1,6 +1,7 @@
 """The detector service: ``POST /v1/detect`` runs Grounding DINO over many images × phrases per call.
 
-A thin app over :func:`giqa.backends.factory.make_detector` (built once, in the lifespan, from
+A thin app over :func:`giqa.backends.factory.make_detector` (:func:`load_backend`: built once, in the
+lifespan or by ``giqa serve`` before the port opens, from
 ``settings.pipeline``: ``detector_model`` or the shipped demo detector, thresholds, NMS, batch size,
 device) and the shared scaffolding of :mod:`giqa.service` (error shape, keys, limits, ``/health``,
 ``/ready`` — 200 once the model is loaded —, ``/metrics``). The contract is :class:`giqa.wire.DetectRequest`
@@ -35,24 +36,30 @@ from giqa.wire import (
 NAME = "detector"
 
 
+def load_backend(settings: Settings) -> Detector:
+    """The service's detector, through the composition root (:func:`giqa.backends.factory.make_detector`).
+    The service runs the model itself: a ``detector_url`` in its settings must not make it a client."""
+    from giqa.backends.factory import make_detector
+
+    detector: Detector = make_detector(settings.pipeline.model_copy(update={"detector_url": None}))
+    return detector
+
+
 def create_app_from_settings(
     settings: Settings,
     *,
-    detector: Detector | None = None,
+    backend: Detector | None = None,
     fetch_object: FetchObject | None = None,
 ) -> FastAPI:
-    """The detector app. ``detector``: a backend already built (else :func:`make_detector` at start-up);
-    ``fetch_object``: the object-store reader that makes ``image_key`` items work (else they get 400)."""
-    state: dict[str, Any] = {"detector": detector}
+    """The detector app. ``backend``: a detector already built (else :func:`load_backend` at start-up, in
+    the lifespan); ``fetch_object``: the object-store reader that makes ``image_key`` items work (else
+    they get 400)."""
+    state: dict[str, Any] = {"detector": backend}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if state["detector"] is None:
-            from giqa.backends.factory import make_detector
-
-            # the service runs the model itself: a detector_url in its settings must not make it a client
-            local = settings.pipeline.model_copy(update={"detector_url": None})
-            state["detector"] = await run_in_threadpool(make_detector, local)
+            state["detector"] = await run_in_threadpool(load_backend, settings)
         yield
 
     def ready() -> Health:

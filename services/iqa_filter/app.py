@@ -1,6 +1,7 @@
 """The iqa_filter service: ``POST /v1/judge`` answers "Is the image quality <word>?" for many crops per call.
 
-A thin app over :func:`giqa.backends.factory.make_judge` (built once, in the lifespan, from
+A thin app over :func:`giqa.backends.factory.make_judge` (:func:`load_backend`: built once, in the
+lifespan or by ``giqa serve`` before the port opens, from
 ``settings.pipeline``: ``judge_backend`` classical or qinstruct, its model, batch size, device) and the
 shared scaffolding of :mod:`giqa.service`. The contract is :class:`giqa.wire.JudgeRequest` /
 :class:`giqa.wire.JudgeResponse`: JSON with base64 images (internal service: no multipart); an image is
@@ -32,24 +33,30 @@ from giqa.wire import MAX_JUDGE_ITEMS, ErrorBody, JudgementOut, JudgeRequest, Ju
 NAME = "iqa_filter"
 
 
+def load_backend(settings: Settings) -> QualityJudge:
+    """The service's judge, through the composition root (:func:`giqa.backends.factory.make_judge`).
+    The service runs the judge itself: a ``judge_url`` in its settings must not make it a client."""
+    from giqa.backends.factory import make_judge
+
+    judge: QualityJudge = make_judge(settings.pipeline.model_copy(update={"judge_url": None}))
+    return judge
+
+
 def create_app_from_settings(
     settings: Settings,
     *,
-    judge: QualityJudge | None = None,
+    backend: QualityJudge | None = None,
     fetch_object: FetchObject | None = None,
 ) -> FastAPI:
-    """The iqa_filter app. ``judge``: a backend already built (else :func:`make_judge` at start-up);
-    ``fetch_object``: the object-store reader that makes ``image_key`` items work (else they get 400)."""
-    state: dict[str, Any] = {"judge": judge}
+    """The iqa_filter app. ``backend``: a judge already built (else :func:`load_backend` at start-up, in
+    the lifespan); ``fetch_object``: the object-store reader that makes ``image_key`` items work (else
+    they get 400)."""
+    state: dict[str, Any] = {"judge": backend}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if state["judge"] is None:
-            from giqa.backends.factory import make_judge
-
-            # the service runs the judge itself: a judge_url in its settings must not make it a client
-            local = settings.pipeline.model_copy(update={"judge_url": None})
-            state["judge"] = await run_in_threadpool(make_judge, local)
+            state["judge"] = await run_in_threadpool(load_backend, settings)
         yield
 
     def ready() -> Health:

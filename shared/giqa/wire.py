@@ -79,7 +79,8 @@ WireBox = Annotated[
     ),
 ]
 Phrase = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PHRASE_CHARS)]
-Base64Image = Annotated[str, StringConstraints(min_length=1), Field(description="image file bytes, base64")]
+# No minimum length: an empty image reaches the image checks, whose 400 names the item ("... is empty").
+Base64Image = Annotated[str, Field(description="image file bytes (PNG, JPEG, ...), base64")]
 ObjectKey = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_KEY_CHARS),

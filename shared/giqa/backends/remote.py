@@ -44,6 +44,7 @@ from giqa.wire import (
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024  # under the services' default 20 MiB body limit
 _MAX_BACKOFF_S = 8.0
+_READY_TIMEOUT_S = 10.0  # a probe: a service that takes longer to say whether it is ready is not
 _MAX_RETRY_AFTER_S = 30.0
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -101,7 +102,7 @@ class _ServiceClient:
 
     def ready(self) -> Health:
         try:
-            response = self._http.get("/ready")
+            response = self._http.get("/ready", timeout=_READY_TIMEOUT_S)
         except httpx.HTTPError as exc:
             return Health(False, f"{self.service} service at {self.url} unreachable: {type(exc).__name__}")
         try:

@@ -96,22 +96,16 @@ def submit(
         if not images.is_dir():
             raise fail(f"images folder not found: {images}")
         found = _images(images)
-        handles = []
-        try:
-            files: list[tuple[str, Any]] = [
-                ("descriptions", (descriptions.name, descriptions.read_bytes(), "application/octet-stream"))
-            ]
-            for path in found:
-                handle = path.open("rb")
-                handles.append(handle)
-                files.append(
-                    ("images", (path.relative_to(images).as_posix(), handle, "application/octet-stream"))
-                )
-            data = {"name": name} | ({"form": form} if form else {})
-            created = api.request("POST", "/v1/runs", files=files, data=data).json()
-        finally:
-            for handle in handles:
-                handle.close()
+        # bytes, not open handles: a run of thousands of images would exceed the open-file limit
+        files: list[tuple[str, Any]] = [
+            ("descriptions", (descriptions.name, descriptions.read_bytes(), "application/octet-stream"))
+        ]
+        files += [
+            ("images", (path.relative_to(images).as_posix(), path.read_bytes(), "application/octet-stream"))
+            for path in found
+        ]
+        data = {"name": name} | ({"form": form} if form else {})
+        created = api.request("POST", "/v1/runs", files=files, data=data).json()
     typer.echo(
         f"run {created['run_id']}: {created['total']} samples, {created['started']} started, "
         f"{created['failed_at_input']} refused at input"
@@ -212,10 +206,14 @@ def retry(
     retryable_only: Annotated[
         bool, typer.Option("--retryable-only", help="only failures a retry can help (transient)")
     ] = False,
+    stalled: Annotated[
+        bool, typer.Option("--stalled", help="also send again samples still pending or running (lost tasks)")
+    ] = False,
     url: UrlOption = None,
 ) -> None:
     """Run a run's failed samples again (those with bad input stay failed)."""
-    answer = Api(url).request("POST", f"/v1/runs/{run_id}/retry", params={"retryable_only": retryable_only})
+    params = {"retryable_only": retryable_only, "stalled": stalled}
+    answer = Api(url).request("POST", f"/v1/runs/{run_id}/retry", params=params)
     body = answer.json()
     stages = ", ".join(f"{n} at {stage}" for stage, n in body["by_stage"].items()) or "nothing to retry"
     typer.echo(f"run {run_id}: {body['retried']} samples retried ({stages})")

@@ -145,12 +145,17 @@ class Stack:
     """Start a :class:`Plan`'s processes (logs in ``log_dir``) and stop them all on :meth:`close`."""
 
     def __init__(
-        self, the_plan: Plan, log_dir: Path, *, cwd: Path | None = None, extra_env: Mapping[str, str] = ()
+        self,
+        the_plan: Plan,
+        log_dir: Path,
+        *,
+        cwd: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ):
         self.plan = the_plan
         self.log_dir = log_dir
         self.cwd = cwd
-        self.env = os.environ | dict(extra_env) | the_plan.env
+        self.env = os.environ | dict(extra_env or {}) | the_plan.env
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, *, timeout_s: float = 120.0, only: set[str] | None = None) -> Stack:

@@ -315,7 +315,9 @@ def annotate_image(
         )
         lap("assemble")
     except Exception as exc:  # a backend or stage bug must not stop a 100k-sample run; it is recorded
-        return failed("assemble" if "detect" in payloads else "detect", exc)
+        # a remote detector or judge that is down (RemoteBackendError.retryable) is worth a resume
+        stage = "assemble" if "detect" in payloads else "detect"
+        return failed(stage, exc, bool(getattr(exc, "retryable", False)))
     payloads["vqa"] = run_vqa(backends.llm, key, image_ref, description, payloads["assemble"], config)
     lap("vqa")
     return build_record(key, image_ref, description, payloads, timings=timings)

@@ -27,12 +27,15 @@ from prometheus_client import Histogram
 from starlette.concurrency import run_in_threadpool
 
 from giqa.backends.images import ImageError, decode_image
+from giqa.infra.storage.base import InvalidKey, NotFound, StorageError
 from giqa.service.app import ServiceError
 from giqa.settings import ServiceSettings
 
 T = TypeVar("T")
 
-# An object-store reader: key -> bytes (KeyError or FileNotFoundError when the key is not there).
+# An object-store reader, key -> bytes: ``ObjectStore.get_bytes`` of :mod:`giqa.infra.storage` (its
+# NotFound, InvalidKey and StorageError are answered as 400/400/503-or-502); KeyError or FileNotFoundError
+# also mean "not there".
 FetchObject = Callable[[str], bytes]
 
 NO_STORE = "no object store configured: send the image inline (base64) instead of image_key"
@@ -53,9 +56,19 @@ def wire_image(
             raise ServiceError(400, NO_STORE, code="bad_request", detail=detail)
         try:
             data = fetch(image_key)
-        except (KeyError, FileNotFoundError):
+        except (KeyError, FileNotFoundError, NotFound):
             raise ServiceError(
                 400, f"{where}: no object {image_key!r} in the store", code="image_not_found", detail=detail
+            ) from None
+        except InvalidKey as exc:
+            raise ServiceError(400, f"{where}: {exc}", code="bad_request", detail=detail) from None
+        except StorageError as exc:  # the store itself failed: the caller may retry when it is transient
+            raise ServiceError(
+                503 if exc.retryable else 502,
+                f"{where}: the object store failed: {exc}",
+                code="unavailable" if exc.retryable else "backend_error",
+                detail=detail,
+                headers={"Retry-After": "1"} if exc.retryable else None,
             ) from None
     else:
         try:

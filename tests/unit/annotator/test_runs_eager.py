@@ -215,3 +215,25 @@ def test_transient_faults_are_retried_then_recorded_retryable_and_retry_finishes
     val = client.get(f"/v1/runs/{run_id}/dataset", params={"file": "val.json"}).json()
     assert any(r["task"] == "des" for r in train + val)
     assert client.post(f"/v1/runs/{run_id}/retry").json()["retried"] == 0
+
+
+def test_samples_whose_tasks_were_lost_are_sent_again(
+    tmp_path: Path, world: tuple[Path, dict[str, SceneRecord], Path], client_for: Any
+) -> None:
+    """The annotator died after writing the run, before enqueuing: retry --stalled finishes it."""
+    from services.annotator import runs
+    from services.annotator.tasks import context
+
+    root, records, inputs = world
+    client = client_for(ScriptedLLM(records), TruthDetector(records))
+    items = runs.parse_descriptions(inputs.read_bytes(), "in.jsonl", max_chars=4000)[:3]
+    created = runs.create_run(
+        context(), name="lost", items=items, image_bytes=lambda r: (root / r).read_bytes()
+    )
+    run = client.get(f"/v1/runs/{created.run_id}").json()
+    assert run["by_state"]["pending"] == 3 and run["state"] == "running"
+    assert client.post(f"/v1/runs/{created.run_id}/retry").json()["retried"] == 0  # nothing failed
+    answer = client.post(f"/v1/runs/{created.run_id}/retry", params={"stalled": True}).json()
+    assert answer["retried"] == 3 and answer["by_stage"] == {"stage1": 3}
+    run = client.get(f"/v1/runs/{created.run_id}").json()
+    assert run["state"] == "done" and run["by_state"]["done"] == 3

@@ -337,6 +337,14 @@ def failed_samples(s: Session, *, run_id: str, retryable_only: bool = False) -> 
     return list(s.scalars(query))
 
 
+def samples_in_state(s: Session, *, run_id: str, states: Sequence[str]) -> list[int]:
+    """Ids of the run's samples in ``states`` (e.g. pending ones whose task was never sent), by id."""
+    for state in states:
+        _check(state, SAMPLE_STATES, "sample state")
+    query = select(Sample.id).where(Sample.run_id == run_id, Sample.state.in_(list(states)))
+    return list(s.scalars(query.order_by(Sample.id)))
+
+
 def reset_samples(s: Session, *, sample_ids: Sequence[int]) -> int:
     """Put failed samples back to pending for a retry (failure history kept); returns how many were reset.
     Samples that are not failed are left alone. (The run's state is the caller's: set it running again.)"""
