@@ -95,7 +95,17 @@ class CompareOut(BaseModel):
     table: str = Field(description="the giqa eval compare table")
 
 
-def create_app_from_settings(settings: Settings, *, ctx: WorkerContext | None = None) -> FastAPI:
+def load_backend(settings: Settings) -> None:  # noqa: ARG001 - the giqa serve protocol
+    """``giqa serve``'s hook: this service holds no model (the eval workers load the models)."""
+    return None
+
+
+def create_app_from_settings(
+    settings: Settings,
+    *,
+    backend: Any = None,  # noqa: ARG001 - giqa serve passes load_backend's result
+    ctx: WorkerContext | None = None,
+) -> FastAPI:
     """The evaluator app. ``ctx``: the process's context (else one from ``settings``)."""
     from giqa.infra.queue import broker_health, make_celery
 

@@ -172,9 +172,15 @@ def check_config(body: JobIn) -> tuple[dict[str, Any], int | None]:
     return dict(body.config) | {"preset": body.preset}, (config.max_steps if config.max_steps > 0 else None)
 
 
+def load_backend(settings: Settings) -> None:  # noqa: ARG001 - the giqa serve protocol
+    """``giqa serve``'s hook: no model here: the train workers or the cluster run the jobs."""
+    return None
+
+
 def create_app_from_settings(
     settings: Settings,
     *,
+    backend: Any = None,  # noqa: ARG001 - giqa serve passes load_backend's result
     ctx: WorkerContext | None = None,
     kubernetes_api: Callable[[], Any] | None = None,
 ) -> FastAPI:

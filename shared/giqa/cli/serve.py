@@ -26,6 +26,8 @@ from giqa.cli.common import fail
 SERVICES: dict[str, tuple[str, int]] = {
     "detector": ("services.detector.app", 8101),
     "iqa_filter": ("services.iqa_filter.app", 8102),
+    "trainer": ("services.trainer.app", 8500),
+    "evaluator": ("services.evaluator.app", 8600),
 }
 
 app = typer.Typer(help="Run one HTTP service under uvicorn.", no_args_is_help=True)
