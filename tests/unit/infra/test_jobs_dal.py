@@ -163,7 +163,9 @@ def test_checkpoints_by_name_one_owner(sessions: sessionmaker[Session]) -> None:
             )
         with pytest.raises(ValueError, match="end in '/'"):
             jobs_dal.register_checkpoint(s, name="y", key_prefix="checkpoints/y", step=1, metrics={})
-        jobs_dal.register_checkpoint(s, name="imported", key_prefix="checkpoints/imported/", step=0, metrics={})
+        jobs_dal.register_checkpoint(
+            s, name="imported", key_prefix="checkpoints/imported/", step=0, metrics={}
+        )
         found = jobs_dal.get_checkpoint(s, name="tiny-1")
         assert found is not None and found.metrics == {"loss": 1.5} and found.job_id == job_id
         assert jobs_dal.get_checkpoint(s, name="nope") is None
@@ -186,7 +188,9 @@ def test_evaluations_claim_finish_and_fail(sessions: sessionmaker[Session]) -> N
             s, name="bad", bench_key="b.jsonl", model_kind="url", model_ref="http://x/v1", options={}
         )
         with pytest.raises(ValueError, match="unknown model kind"):
-            jobs_dal.create_evaluation(s, name="x", bench_key="b", model_kind="file", model_ref="x", options={})
+            jobs_dal.create_evaluation(
+                s, name="x", bench_key="b", model_kind="file", model_ref="x", options={}
+            )
     with session_scope(sessions) as s:
         assert jobs_dal.claim_evaluation(s, eval_id=eval_id) is True
         assert jobs_dal.claim_evaluation(s, eval_id=eval_id) is False

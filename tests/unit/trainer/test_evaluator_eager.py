@@ -40,9 +40,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def client(tmp_path: Path, bench: Path) -> Iterator[tuple[TestClient, Any]]:
-    from services.evaluator.app import create_app_from_settings
-
     from giqa.infra.storage import make_store, put_folder
+    from services.evaluator.app import create_app_from_settings
 
     settings = Settings(
         data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", service={"operator_keys": [KEY]}

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services.trainer import pod
-from services.trainer.kubernetes import LABEL, manifests, object_name
-from services.trainer.launchers import KubernetesLauncher, LocalLauncher, make_launcher
-from services.trainer.runner import Tail, failure_of, progress_of
 
 from giqa.infra.db import jobs_dal, make_engine, make_sessionmaker, session_scope
 from giqa.infra.db.migrate import upgrade
 from giqa.settings import KubernetesJobSettings, Settings
+from services.trainer import pod
+from services.trainer.kubernetes import LABEL, manifests, object_name
+from services.trainer.launchers import KubernetesLauncher, LocalLauncher, make_launcher
+from services.trainer.runner import Tail, failure_of, progress_of
 
 pytestmark = pytest.mark.unit
 
