@@ -232,7 +232,7 @@ def create_app_from_settings(
             if upload is not None:  # stored under the evaluation's id, then named in its row
                 key = upload_key(eval_id, "predictions.jsonl")
                 context.store.put_bytes(key, upload, content_type="application/x-ndjson")
-                s.get(jobs_dal.EvaluationJob, eval_id).model_ref = key  # type: ignore[union-attr]
+                jobs_dal.set_evaluation_model(s, eval_id=eval_id, model_ref=key)
             view = jobs_dal.get_evaluation(s, eval_id=eval_id)
         assert view is not None
         return view

@@ -319,7 +319,7 @@ def create_app_from_settings(
                     jobs_dal.finish_job(s, job_id=job_id, state="failed", error=f"submit: {exc}")
                 raise ServiceError(502, f"the cluster refused the job: {exc}", code="backend_error") from exc
             with context.session() as s:
-                job = jobs_dal.get_job(s, job_id=job_id)
+                job = jobs_dal.get_job(s, job_id=job_id) or job
         return job_out(job)
 
     @app.get("/v1/jobs", response_model=list[JobOut], tags=["jobs"], dependencies=operator)

@@ -192,7 +192,11 @@ def test_evaluations_claim_finish_and_fail(sessions: sessionmaker[Session]) -> N
                 s, name="x", bench_key="b", model_kind="file", model_ref="x", options={}
             )
     with session_scope(sessions) as s:
+        jobs_dal.set_evaluation_model(s, eval_id=eval_id, model_ref="tiny-2")
+        assert jobs_dal.get_evaluation(s, eval_id=eval_id).model_ref == "tiny-2"  # type: ignore[union-attr]
         assert jobs_dal.claim_evaluation(s, eval_id=eval_id) is True
+        with pytest.raises(NotFoundError, match="not pending"):
+            jobs_dal.set_evaluation_model(s, eval_id=eval_id, model_ref="late")
         assert jobs_dal.claim_evaluation(s, eval_id=eval_id) is False
         report = {"des": {"bleu4": 1.0}, "vqa": {"acc_y": None}}
         jobs_dal.finish_evaluation(

@@ -396,6 +396,19 @@ def list_evaluations(
     return [_evaluation_view(row) for row in s.scalars(query.limit(limit).offset(offset))]
 
 
+def set_evaluation_model(s: Session, *, eval_id: str, model_ref: str) -> None:
+    """Name the model of a pending evaluation (an uploaded predictions file, stored under the evaluation's
+    id once the id exists)."""
+    _text(model_ref, "model")
+    statement = (
+        update(EvaluationJob)
+        .where(EvaluationJob.id == eval_id, EvaluationJob.state == "pending")
+        .values(model_ref=model_ref, updated_at=utcnow())
+    )
+    if _changed(s, statement) == 0:
+        raise NotFoundError(f"evaluation {eval_id} not found or not pending")
+
+
 def claim_evaluation(s: Session, *, eval_id: str) -> bool:
     """pending → running; False when it is not pending (a task delivered again)."""
     now = utcnow()
