@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from giqa.infra.db import jobs_dal
 from giqa.settings import jobs_dir
 
@@ -298,19 +300,29 @@ def run_job(
         config = write_config(job, folder, dataset, images, base_model)
     except InputError as exc:
         return _end(ctx, job_id, "failed", f"input: {exc}")
-    child = start(config, folder)
-    with ctx.session() as s:
-        jobs_dal.set_job_process(s, job_id=job_id, pid=child.process.pid)
+    except Exception as exc:  # a bug or a store down past its retries: the job must not stay "running"
+        log.exception("job %s: preparing the inputs failed", job_id)
+        return _end(ctx, job_id, "failed", f"input: {type(exc).__name__}: {exc}")
+    try:
+        child = start(config, folder)
+    except OSError as exc:
+        return _end(ctx, job_id, "failed", f"cannot start the training process: {exc}")
     tail = Tail(folder / "run" / "metrics.jsonl")
     cancelled = False
     try:
+        with ctx.session() as s:
+            jobs_dal.set_job_process(s, job_id=job_id, pid=child.process.pid)
         while child.alive():
             time.sleep(settings.jobs.poll_s)
-            _report(ctx, job_id, tail, job.total_steps)
-            with ctx.session() as s:
-                if jobs_dal.cancel_requested(s, job_id=job_id):
-                    cancelled = True
-                    break
+            try:
+                _report(ctx, job_id, tail, job.total_steps)
+                with ctx.session() as s:
+                    cancelled = jobs_dal.cancel_requested(s, job_id=job_id)
+            except OperationalError as exc:  # the database is away for a moment: training goes on
+                log.warning("job %s: cannot report progress (%s); retrying", job_id, str(exc).splitlines()[0])
+                continue
+            if cancelled:
+                break
     except BaseException:  # the worker is stopping (or a bug): the child must not outlive this task
         child.stop(settings.jobs.cancel_grace_s)
         raise
