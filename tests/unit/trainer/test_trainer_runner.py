@@ -29,7 +29,8 @@ import json, pathlib
 run = pathlib.Path("run"); (run / "final").mkdir(parents=True)
 with (run / "metrics.jsonl").open("w") as f:
     for step in (1, 2, 3):
-        f.write(json.dumps({"step": step, "max_steps": 3, "elapsed_s": step * 0.5, "loss": 4.0 - step}) + "\\n")
+        row = {"step": step, "max_steps": 3, "elapsed_s": step * 0.5, "loss": 4.0 - step}
+        f.write(json.dumps(row) + "\\n")
 (run / "final" / "config.json").write_text("{}")
 (run / "final" / "model.safetensors").write_bytes(b"weights")
 print("trained 3 steps")
@@ -38,7 +39,8 @@ FAILS = "import sys; print('loading'); print('error: data: train.json is not a L
 RUNS_LONG = """
 import json, pathlib, time
 run = pathlib.Path("run"); run.mkdir()
-(run / "metrics.jsonl").write_text(json.dumps({"step": 1, "max_steps": 1000, "elapsed_s": 1.0, "loss": 9.0}) + "\\n")
+row = {"step": 1, "max_steps": 1000, "elapsed_s": 1.0, "loss": 9.0}
+(run / "metrics.jsonl").write_text(json.dumps(row) + "\\n")
 time.sleep(120)
 """
 
