@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from giqa.infra.db import jobs_dal
 from giqa.ports import Health
 from giqa.service import ServiceError, create_app, require_key
+from giqa.service.app import StateGauge
 from giqa.settings import Settings, get_settings, http_url
 from giqa.wire import ErrorBody
 from services.annotator.tasks import WorkerContext, use_context
@@ -145,6 +146,13 @@ def create_app_from_settings(
         lifespan=lifespan,
         description="GIQA-Bench evaluations: score models or predictions on a stored bench, compare reports.",
     )
+
+    def count_evaluations() -> dict[str, int]:
+        with context.session() as s:
+            return jobs_dal.count_evaluations(s)
+
+    registry = app.state.metrics.registry
+    registry.register(StateGauge("giqa_evaluations", "evaluations by state", count_evaluations))
     operator = [Depends(require_key("operator", settings.service))]
     errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 415)}
 

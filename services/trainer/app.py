@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from giqa.infra.db import jobs_dal
 from giqa.ports import Health
 from giqa.service import ServiceError, create_app, require_key
+from giqa.service.app import StateGauge
 from giqa.settings import Settings, get_settings
 from giqa.wire import ErrorBody
 from services.annotator.tasks import WorkerContext, use_context
@@ -224,6 +225,14 @@ def create_app_from_settings(
         ready=ready,
         lifespan=lifespan,
         description="Training jobs: submit, watch step, loss and ETA, cancel; the checkpoints they register.",
+    )
+
+    def count_jobs() -> dict[str, int]:
+        with context.session() as s:
+            return jobs_dal.count_jobs(s)
+
+    app.state.metrics.registry.register(
+        StateGauge("giqa_training_jobs", "training jobs by state", count_jobs)
     )
     operator = [Depends(require_key("operator", settings.service))]
     errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 409)}

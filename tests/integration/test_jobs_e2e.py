@@ -197,6 +197,7 @@ def test_a_training_job_runs_to_the_end_and_registers_its_checkpoint(stack: dict
     model, processor, arch = load_llava(folder, device="cpu")
     assert arch == "llava" and processor is not None and model is not None
     assert "Task giqa.jobs.train[" in stack["stack"].log("worker-train").read_text()
+    assert 'giqa_training_jobs{state="succeeded"}' in httpx.get(f"{url}/metrics").text
 
 
 def test_a_cancel_stops_the_training_child(stack: dict[str, Any]) -> None:

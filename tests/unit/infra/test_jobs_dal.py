@@ -143,6 +143,8 @@ def test_jobs_list_newest_first_by_state(sessions: sessionmaker[Session]) -> Non
         jobs_dal.claim_job(s, job_id=first)
         assert [j.id for j in jobs_dal.list_jobs(s)] == [second, first]
         assert [j.id for j in jobs_dal.list_jobs(s, state="running")] == [first]
+        counts = jobs_dal.count_jobs(s)
+        assert counts == {"pending": 1, "running": 1, "succeeded": 0, "failed": 0, "cancelled": 0}
         with pytest.raises(ValueError, match="unknown job state"):
             jobs_dal.list_jobs(s, state="done")
 
@@ -214,6 +216,9 @@ def test_evaluations_claim_finish_and_fail(sessions: sessionmaker[Session]) -> N
         bad = jobs_dal.get_evaluation(s, eval_id=failing)
         assert [v.id for v in jobs_dal.list_evaluations(s)] == [failing, eval_id]
         assert [v.id for v in jobs_dal.list_evaluations(s, ids=[eval_id])] == [eval_id]
+        assert jobs_dal.count_evaluations(s) == {
+            "pending": 0, "running": 0, "succeeded": 1, "failed": 1, "cancelled": 0
+        }  # fmt: skip
         with pytest.raises(NotFoundError):
             jobs_dal.claim_evaluation(s, eval_id="0" * 32)
     assert done is not None and done.state == "succeeded" and done.report == report and done.error is None

@@ -134,5 +134,7 @@ def test_uploaded_predictions_are_scored_as_giqa_eval_scores_them(
     assert all(view["files"][k].startswith("file://") for k in view["keys"])  # local files, embedded
     compared = c.get("/v1/evaluations/compare", params={"ids": [eval_id, eval_id]})
     assert compared.status_code == 200 and compared.json()["table"].count("up") >= 2
+    metrics = c.get("/metrics").text
+    assert 'giqa_evaluations{state="succeeded"} 1.0' in metrics
     chart = c.get("/v1/evaluations/compare", params={"ids": [eval_id], "chart": "bars"})
     assert chart.status_code == 200 and chart.content.startswith(b"\x89PNG")

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from giqa.infra.db.dal import NotFoundError, _changed, _check, _json, _text, _utc
@@ -289,6 +289,12 @@ def fail_lost_jobs(s: Session, *, stale_before: datetime) -> int:
     return _changed(s, statement)
 
 
+def count_jobs(s: Session) -> dict[str, int]:
+    """Jobs by state, every state present (the trainer's /metrics)."""
+    rows = s.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+    return dict.fromkeys(JOB_STATES, 0) | {row[0]: row[1] for row in rows}
+
+
 # ---------------------------------------------------------------------------------------- checkpoints
 
 
@@ -379,6 +385,12 @@ def create_evaluation(
     )
     s.flush()
     return eval_id
+
+
+def count_evaluations(s: Session) -> dict[str, int]:
+    """Evaluations by state, every state present (the evaluator's /metrics)."""
+    query = select(EvaluationJob.state, func.count()).group_by(EvaluationJob.state)
+    return dict.fromkeys(JOB_STATES, 0) | {row[0]: row[1] for row in s.execute(query).all()}
 
 
 def get_evaluation(s: Session, *, eval_id: str) -> EvaluationView | None:
