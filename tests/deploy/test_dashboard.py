@@ -14,7 +14,8 @@ from deploy_checks import ROOT
 pytestmark = pytest.mark.unit
 
 DASHBOARD = ROOT / "monitoring" / "grafana" / "giqa.json"
-DEFINITION = re.compile(r"\b(Counter|Histogram|Gauge)\(\s*\"(giqa_\w+)\"", re.S)
+# StateGauge (giqa.service.app): a gauge by state read from the database at scrape time
+DEFINITION = re.compile(r"\b(Counter|Histogram|Gauge|StateGauge)\(\s*\"(giqa_\w+)\"", re.S)
 USE = re.compile(r"\bgiqa_\w+")
 
 
