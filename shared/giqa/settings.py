@@ -256,6 +256,9 @@ class JobsSettings(BaseModel):
     )
     trainer_url: str = Field("http://127.0.0.1:8500", description="the trainer service's base URL")
     evaluator_url: str = Field("http://127.0.0.1:8600", description="the evaluator service's base URL")
+    operator_key: SecretStr | None = Field(
+        None, description="bearer key giqa jobs/evals send (operator scope); default annotator.operator_key"
+    )
     kubernetes: KubernetesJobSettings = Field(default_factory=KubernetesJobSettings)
 
     @field_validator("trainer_url", "evaluator_url")

@@ -350,3 +350,37 @@ def test_an_evaluation_of_a_registered_checkpoint_equals_giqa_eval(
     )
     assert bad.status_code == 400 and "exactly one model" in bad.json()["error"]["message"]
     assert len(httpx.get(f"{url}/v1/evaluations").json()) == 2
+
+
+def test_the_jobs_and_evals_commands_against_the_services(stack: dict[str, Any], tmp_path: Path) -> None:
+    """``giqa jobs`` / ``giqa evals`` over loopback HTTP on the jobs and evaluations the tests above made."""
+    from typer.testing import CliRunner
+
+    from giqa.cli import app as cli
+
+    runner = CliRunner()
+    trainer, evaluator = ["--url", stack["urls"]["trainer"]], ["--url", stack["urls"]["evaluator"]]
+    listed = runner.invoke(cli, ["jobs", "list", *trainer])
+    assert listed.exit_code == 0 and "succeeded" in listed.output and "cancelled" in listed.output
+    done_id = next(line.split()[0] for line in listed.output.splitlines() if "tiny e2e" in line)
+    shown = runner.invoke(cli, ["jobs", "show", done_id, *trainer])
+    assert shown.exit_code == 0 and "step 4/4" in shown.output and "checkpoint tiny-e2e" in shown.output
+    assert "tiny-e2e  checkpoints/tiny-e2e/" in runner.invoke(cli, ["jobs", "checkpoints", *trainer]).output
+    again = runner.invoke(cli, ["jobs", "cancel", done_id, *trainer])
+    assert again.exit_code == 2 and "has ended (succeeded)" in again.output
+    refused = runner.invoke(
+        cli, ["jobs", "submit", "--dataset-key", "uploads/none.json", "--images-prefix", "x", *trainer]
+    )
+    assert refused.exit_code == 2 and "no object 'uploads/none.json'" in refused.output
+    dead = runner.invoke(cli, ["jobs", "list", "--url", "http://127.0.0.1:9"])
+    assert dead.exit_code == 3 and "the trainer at http://127.0.0.1:9 does not answer" in dead.output
+
+    evals = runner.invoke(cli, ["evals", "list", *evaluator])
+    ids = [line.split()[0] for line in evals.output.splitlines()]
+    assert evals.exit_code == 0 and len(ids) == 2
+    shown = runner.invoke(cli, ["evals", "show", ids[0], *evaluator])
+    assert shown.exit_code == 0 and "BLEU@4" in shown.output and "report: reports/" in shown.output
+    chart = tmp_path / "chart.png"
+    compared = runner.invoke(cli, ["evals", "compare", *ids, "--chart", str(chart), *evaluator])
+    assert compared.exit_code == 0, compared.output
+    assert chart.read_bytes().startswith(b"\x89PNG") and "Acc (Y)" in compared.output

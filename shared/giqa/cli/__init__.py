@@ -11,6 +11,7 @@ from giqa.cli.common import SafetyNetGroup
 from giqa.cli.db import app as db_app
 from giqa.cli.demo import demo as demo_command
 from giqa.cli.eval import app as eval_app
+from giqa.cli.jobs import evals_app, jobs_app
 from giqa.cli.llm import app as llm_app
 from giqa.cli.predict import predict_command
 from giqa.cli.runs import app as runs_app
@@ -37,6 +38,8 @@ app.command("annotate")(annotate_command)
 app.command("tags")(tags_command)
 app.add_typer(eval_app, name="eval")
 app.add_typer(runs_app, name="runs")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(evals_app, name="evals")
 app.add_typer(stack_app, name="stack")
 app.command("predict")(predict_command)
 app.command("detect")(detect_command)
