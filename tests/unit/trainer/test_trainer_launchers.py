@@ -314,3 +314,19 @@ def test_the_volumes_and_accounts_a_job_uses_are_in_the_base_manifests() -> None
     assert ("ServiceAccount", k.service_account) in names
     assert k.settings_configmap in (base / "kustomization.yaml").read_text()
     assert k.secret_name in (base / "secret.example.yaml").read_text()
+
+
+def test_the_stack_plan_adds_the_job_services_and_workers_on_request() -> None:
+    from giqa.infra.stack import plan
+
+    settings = Settings(storage={"endpoint": "http://127.0.0.1:9000"}, llm={"url": "http://127.0.0.1:8/v1"})
+    without = plan(settings)
+    assert not {"trainer", "evaluator", "worker-train", "worker-eval"} & {p.name for p in without.processes}
+    with_jobs = plan(settings, jobs=True, ports={"trainer": 8501, "evaluator": 8601})
+    by_name = {p.name: p for p in with_jobs.processes}
+    assert with_jobs.urls["trainer"] == "http://127.0.0.1:8501" and by_name["trainer"].health
+    assert "services.evaluator.app:app" in by_name["evaluator"].argv
+    for queue in ("train", "eval"):
+        argv = by_name[f"worker-{queue}"].argv
+        assert argv[argv.index("-Q") + 1] == queue and argv[argv.index("-P") + 1] == "solo"
+    assert with_jobs.env["GIQA_JOBS__TRAINER_URL"] == "http://127.0.0.1:8501"
