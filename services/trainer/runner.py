@@ -42,6 +42,9 @@ from giqa.settings import jobs_dir
 log = logging.getLogger("giqa.trainer.runner")
 
 LOG_FILE = "train.log"
+# Set when the worker is asked to stop (services.trainer.tasks connects Celery's worker_shutting_down): a
+# training run outlasts any grace period, so the job ends now, failed with the reason, not lost later.
+STOPPING = threading.Event()
 ARTEFACTS = ("metrics.jsonl", "loss_curve.png", "skipped.json", LOG_FILE, "config.yaml")
 
 
@@ -321,7 +324,7 @@ def run_job(
             except OperationalError as exc:  # the database is away for a moment: training goes on
                 log.warning("job %s: cannot report progress (%s); retrying", job_id, str(exc).splitlines()[0])
                 continue
-            if cancelled:
+            if cancelled or STOPPING.is_set():
                 break
     except BaseException:  # the worker is stopping (or a bug): the child must not outlive this task
         child.stop(settings.jobs.cancel_grace_s)
@@ -330,6 +333,9 @@ def run_job(
         status = child.stop(settings.jobs.cancel_grace_s)
         log.info("job %s cancelled; the child exited with %s", job_id, status)
         return _end(ctx, job_id, "cancelled", "cancelled")
+    if STOPPING.is_set() and child.alive():
+        child.stop(settings.jobs.cancel_grace_s)
+        return _end(ctx, job_id, "failed", "the train worker was stopped while the job ran; submit it again")
     status = child.process.wait()
     child.close()
     _report(ctx, job_id, tail, job.total_steps)

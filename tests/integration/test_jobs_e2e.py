@@ -384,3 +384,37 @@ def test_the_jobs_and_evals_commands_against_the_services(stack: dict[str, Any],
     compared = runner.invoke(cli, ["evals", "compare", *ids, "--chart", str(chart), *evaluator])
     assert compared.exit_code == 0, compared.output
     assert chart.read_bytes().startswith(b"\x89PNG") and "Acc (Y)" in compared.output
+
+
+def test_a_stopped_train_worker_stops_its_child_and_fails_the_job(stack: dict[str, Any]) -> None:
+    """SIGTERM to the worker (a rollout, a scale-down): the job ends now with the reason, the child is gone,
+    and the worker exits (run last: the module's train worker is gone afterwards)."""
+    import signal
+
+    import httpx
+
+    from processes import wait_gone
+
+    url = stack["urls"]["trainer"]
+    body = {
+        "name": "worker stops",
+        "dataset_key": "uploads/synth/llava.json",
+        "images_prefix": "uploads/synth",
+        "config": TRAIN_CONFIG | {"max_steps": 100000},
+    }
+    job = httpx.post(f"{url}/v1/jobs", json=body, timeout=30).json()
+    wait_for(f"{url}/v1/jobs/{job['id']}", stack, lambda j: j["state"] == "running" and j["step"] > 0)
+    worker = stack["stack"].running["worker-train"]
+    children = psutil.Process(worker.pid).children(recursive=True)
+    worker.send_signal(signal.SIGTERM)
+    ended = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ended = httpx.get(f"{url}/v1/jobs/{job['id']}", timeout=10).json()
+        if ended["state"] in FINAL:
+            break
+        time.sleep(0.3)
+    assert ended is not None and ended["state"] == "failed", ended
+    assert "worker was stopped" in ended["error"]
+    assert wait_gone(children, timeout_s=15) == []
+    assert worker.wait(timeout=30) is not None

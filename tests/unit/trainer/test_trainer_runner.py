@@ -162,3 +162,29 @@ def test_a_cancel_stops_the_running_child(ctx: Any) -> None:
     assert not psutil.pid_exists(started[0].process.pid) or (
         psutil.Process(started[0].process.pid).status() == psutil.STATUS_ZOMBIE
     )
+
+
+def test_a_stopping_worker_stops_the_child_and_fails_the_job_with_the_reason(ctx: Any) -> None:
+    from services.trainer import runner
+
+    job_id = new_job(ctx)
+    started: list[Child] = []
+
+    def start(config: Path, folder: Path) -> Child:
+        started.append(script(RUNS_LONG)(config, folder))
+        return started[-1]
+
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while job(ctx, job_id).step < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        runner.STOPPING.set()  # what Celery's worker_shutting_down does
+        thread.join(timeout=30)
+    finally:
+        runner.STOPPING.clear()
+    assert result == ["failed"] and "worker was stopped" in (job(ctx, job_id).error or "")
+    assert started[0].process.poll() is not None
