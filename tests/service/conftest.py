@@ -1,0 +1,30 @@
+"""Fixtures of the inference-service tests: the real app on the shipped demo VLM, in-process, loaded once
+per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from inference_helpers import API_KEY
+
+
+@pytest.fixture(scope="session")
+def inference_client() -> Iterator[object]:
+    """A TestClient on the real app (demo VLM), keys required, small limits so the bad inputs are cheap."""
+    from pydantic import SecretStr
+    from starlette.testclient import TestClient
+
+    from giqa.settings import InferenceSettings, ServiceSettings, Settings
+    from services.inference.app import create_app_from_settings
+
+    settings = Settings(
+        service=ServiceSettings(api_keys=[SecretStr(API_KEY)], max_body_bytes=2 * 1024 * 1024),
+        inference=InferenceSettings(max_image_pixels=4_000_000, max_new_tokens=96, batch_wait_ms=5),
+    )
+    app = create_app_from_settings(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert app.state.inference.ready.wait(60), app.state.inference.health()
+        client.headers["Authorization"] = f"Bearer {API_KEY}"
+        yield client
