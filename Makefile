@@ -21,6 +21,7 @@ demo: install
 
 services:
 	@bash scripts/ensure_services.sh
+	@bash scripts/ensure_browser.sh
 
 test: install services
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

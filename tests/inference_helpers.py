@@ -99,3 +99,68 @@ def stop(served: Served) -> None:
         except subprocess.TimeoutExpired:
             served.process.kill()
             served.process.wait(timeout=10)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def drive_playground(
+    url: str, api_key: str, image: Path, screenshot: Path | None = None
+) -> dict[str, object]:
+    """Use the playground page in a real headless Chromium like a person would: type the key, upload the
+    image, Assess (with masks), Score, Ask; what the page then shows (and a screenshot of it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1180, "height": 760})
+            console_errors: list[str] = []
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console_errors.append(str(e)))
+            page.goto(url + "/")
+            page.fill("#key", api_key)
+            page.set_input_files("#file", str(image))
+            page.wait_for_function("!document.getElementById('assess').disabled")
+            page.check("#masks")
+            page.click("#assess")
+            page.wait_for_function("document.getElementById('text').textContent !== '—'", timeout=30_000)
+            page.click("#score")
+            page.wait_for_function("document.getElementById('scoreOut').textContent.includes('/ 5')")
+            page.fill("#question", "Is the image noisy?")
+            page.click("#ask")
+            page.wait_for_function("document.getElementById('answer').textContent.includes('P(Yes)')")
+            # the canvas shows the image with boxes: some pixels are the first box colour (#e6194b)
+            boxed = page.evaluate(
+                """() => { const c = document.getElementById('canvas');
+                   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   let n = 0; for (let i = 0; i < d.length; i += 4)
+                     if (d[i] === 0xe6 && d[i + 1] === 0x19 && d[i + 2] === 0x4b) n++;
+                   return {n, w: c.width, h: c.height}; }"""
+            )
+            shown = {
+                "text": page.inner_text("#text"),
+                "objects": page.locator("#objects li").count(),
+                "score": page.inner_text("#scoreOut"),
+                "answer": page.inner_text("#answer"),
+                "error": page.inner_text("#error"),
+                "hint": page.inner_text("#hint"),
+                "model": page.inner_text("#model"),
+                "boxed_pixels": boxed["n"],
+                "canvas": (boxed["w"], boxed["h"]),
+                "console_errors": console_errors,
+            }
+            if screenshot is not None:
+                page.screenshot(path=str(screenshot), full_page=True)
+            return shown
+        finally:
+            browser.close()

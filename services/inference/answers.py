@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 from giqa.boxes import Box
-from giqa.client.contract import LEVELS, BoxOut, GroundedObject, Mask, Region, Rle
+from giqa.client.contract import LEVELS, BoxOut, GroundedObject, Mask, Region
+from giqa.client.masks import rle_encode
 from giqa.grid import encode_box
 from giqa.grounded_text import ParseResult, render_mention
 from giqa.pipeline.lexicon import polarity, quality_words, typo_of
@@ -67,28 +68,6 @@ def grounded_objects(
         )
         for phrase, (boxes, quality, said) in merged.items()
     ]
-
-
-def rle_encode(mask: np.ndarray) -> Rle:
-    """Row-major run lengths of a boolean mask, alternating 0s and 1s, starting with (maybe zero) 0s."""
-    flat = mask.reshape(-1).astype(np.uint8)
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    edges = np.concatenate(([0], changes, [flat.size]))
-    counts = np.diff(edges).tolist()
-    if flat.size and flat[0] == 1:
-        counts = [0, *counts]
-    return Rle(size=[int(mask.shape[0]), int(mask.shape[1])], counts=[int(c) for c in counts])
-
-
-def rle_decode(rle: Rle) -> np.ndarray:
-    height, width = rle.size
-    values = np.zeros(sum(rle.counts), dtype=bool)
-    position, value = 0, False
-    for count in rle.counts:
-        values[position : position + count] = value
-        position += count
-        value = not value
-    return values.reshape(height, width)
 
 
 def masks_for(objects: Sequence[GroundedObject], width: int, height: int, fmt: str = "png") -> list[Mask]:

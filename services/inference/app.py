@@ -60,7 +60,7 @@ from giqa.settings import Settings
 from giqa.wire import ErrorBody
 from services.inference import answers
 from services.inference.batching import DynamicBatcher, Outcome
-from services.inference.engine import Engine, build_engine, run_batch
+from services.inference.engine import BackendError, Engine, build_engine, run_batch
 
 log = logging.getLogger("giqa.inference")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -71,6 +71,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "the image cannot be read"),
         (401, "a missing or wrong API key"),
         (413, "the body or the image's pixel count is over the limit"),
+        (502, "the model server behind the service failed (vllm backend)"),
         (415, "neither multipart/form-data nor application/json"),
         (503, "the model is loading, or the queue is full (see Retry-After)"),
         (504, "the request ran past the time limit"),
@@ -220,6 +221,12 @@ def create_app_from_settings(
             raise ServiceError(400, str(exc), code="invalid_image") from None
         return fields, image
 
+    async def submit(batcher: DynamicBatcher, key: Any, payload: Any) -> Outcome:
+        try:
+            return await batcher.submit(key, payload)
+        except BackendError as exc:
+            raise ServiceError(502, str(exc), code="backend_error") from None
+
     def timings(started: float, outcomes: list[Outcome]) -> Timings:
         return Timings(
             queue_ms=round(sum(o.queue_s for o in outcomes) * 1000, 2),
@@ -244,7 +251,7 @@ def create_app_from_settings(
         engine, batcher = state.require_engine()
         body, image = await read_request(request, AssessRequest)
         question = state.des_question
-        out = await batcher.submit(("generate", max_tokens(body.max_new_tokens)), (image, question))
+        out = await submit(batcher, ("generate", max_tokens(body.max_new_tokens)), (image, question))
         text: str = out.value
         parsed = parse_text(text, n, m)
         width, height = image.size
@@ -276,13 +283,13 @@ def create_app_from_settings(
         engine, batcher = state.require_engine()
         body, image = await read_request(request, AskRequest)
         question = answers.referring_question(body.question, body.regions, n, m)
-        out = await batcher.submit(("generate", max_tokens(body.max_new_tokens)), (image, question))
+        out = await submit(batcher, ("generate", max_tokens(body.max_new_tokens)), (image, question))
         text: str = out.value
         outcomes = [out]
         yes, probability = None, None
         if answers.is_yes_no(body.question):
             prefix = answers.yes_no_prefix(text)
-            probs = await batcher.submit(("words", answers.YES_NO), (image, question, prefix))
+            probs = await submit(batcher, ("words", answers.YES_NO), (image, question, prefix))
             outcomes.append(probs)
             probability = round(answers.p_yes(probs.value), 6)
             yes = probability >= 0.5
@@ -311,7 +318,7 @@ def create_app_from_settings(
         engine, batcher = state.require_engine()
         _body, image = await read_request(request, ScoreRequest)
         words = tuple(word for word, _ in answers.LEVELS)
-        out = await batcher.submit(("words", words), (image, answers.SCORE_QUESTION, answers.SCORE_PREFIX))
+        out = await submit(batcher, ("words", words), (image, answers.SCORE_QUESTION, answers.SCORE_PREFIX))
         value, levels = answers.qalign_score(out.value)
         return ScoreResponse(
             model=engine.model_name,
@@ -351,7 +358,7 @@ def create_app_from_settings(
         except ImageError as exc:
             raise ServiceError(400, str(exc), code="invalid_image") from None
         limit = max_tokens(body.max_completion_tokens or body.max_tokens)
-        out = await batcher.submit(("generate", limit), (image, question))
+        out = await submit(batcher, ("generate", limit), (image, question))
         text: str = out.value
         completion = engine.count_tokens(text)
         prompt = engine.count_tokens(question)

@@ -27,6 +27,11 @@ DEMO_MODEL_NAME = "giqa-demo-vlm"  # the shipped demo VLM's id in answers and /v
 TOP_LOGPROBS = 20  # vLLM's default --max-logprobs allows 20
 
 
+class BackendError(RuntimeError):
+    """The model server behind the service failed (unreachable, an error answer, an answer without the
+    fields asked for): the service answers 502."""
+
+
 class Engine(Protocol):
     @property
     def model_name(self) -> str: ...
@@ -113,9 +118,16 @@ class VLLMEngine:
         return self.vlm.model_name
 
     def generate(self, items: Sequence[tuple[Image.Image, str]], max_new_tokens: int) -> list[str]:
-        return list(self.vlm.answer_batch(list(items), max_new_tokens=max_new_tokens))
+        from giqa.llm.errors import LLMError
+
+        try:
+            return list(self.vlm.answer_batch(list(items), max_new_tokens=max_new_tokens))
+        except LLMError as exc:
+            raise BackendError(f"the vLLM server failed: {exc}") from exc
 
     def _word_probs_one(self, item: WordItem, words: Sequence[str]) -> dict[str, float]:
+        import httpx
+
         from giqa.predict.remote import vision_messages
 
         image, question, prefix = item
@@ -131,9 +143,12 @@ class VLLMEngine:
         if prefix.strip():
             messages.append({"role": "assistant", "content": prefix.strip()})
             body |= {"continue_final_message": True, "add_generation_prompt": False}
-        response = self.http.post(self.url + "/chat/completions", json=body)
+        try:
+            response = self.http.post(self.url + "/chat/completions", json=body)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"the vLLM server cannot be reached: {exc}") from exc
         if response.status_code != 200:
-            raise ConnectionError(
+            raise BackendError(
                 f"the vLLM server answered {response.status_code} to a logprobs request: "
                 f"{response.text[:300]}"
             )
@@ -141,7 +156,7 @@ class VLLMEngine:
             content = response.json()["choices"][0]["logprobs"]["content"]
             top = content[0]["top_logprobs"]
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ConnectionError(f"the vLLM server's answer carries no top_logprobs: {exc!r}") from exc
+            raise BackendError(f"the vLLM server's answer carries no top_logprobs: {exc!r}") from exc
         wanted = {w.lower(): w for w in words}
         out = dict.fromkeys(words, 0.0)
         for entry in top:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from inference_helpers import API_KEY
+from inference_helpers import API_KEY, Served, serve, stop
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +28,22 @@ def inference_client() -> Iterator[object]:
         assert app.state.inference.ready.wait(60), app.state.inference.health()
         client.headers["Authorization"] = f"Bearer {API_KEY}"
         yield client
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The service as a uvicorn subprocess (demo VLM, key required, batches of 4, a queue of 4 so that 16
+    concurrent requests overflow it)."""
+    service = serve(
+        tmp_path_factory.mktemp("served"),
+        "--max-batch-size", "4",
+        "--queue-size", "4",
+        env={"GIQA_SERVICE__API_KEYS": f'["{API_KEY}"]'},
+    )  # fmt: skip
+    try:
+        yield service
+    finally:
+        stop(service)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal: -15 is its clean exit
+    log = service.log.read_text()
+    assert service.process.returncode in (0, -15) and "Traceback" not in log, log[-2000:]

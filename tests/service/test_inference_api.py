@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from giqa.client.contract import AskResponse, AssessResponse, ChatResponse, ModelList, ScoreResponse
+from giqa.client.masks import rle_decode
 from giqa.grounded_text import strip_coordinates
 from giqa.wire import ErrorBody
 from inference_helpers import API_KEY, b64, png_bytes
-from services.inference.answers import rle_decode
 
 pytestmark = pytest.mark.models
 

@@ -6,38 +6,16 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from giqa.wire import ErrorBody
-from inference_helpers import API_KEY, Served, b64, png_bytes, serve, stop
+from inference_helpers import API_KEY, Served, b64, png_bytes
 
 pytestmark = pytest.mark.models
 
 IMAGE = png_bytes()
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp: Path = tmp_path_factory.mktemp("served")
-    service = serve(
-        tmp,
-        "--max-batch-size",
-        "1",
-        "--queue-size",
-        "2",
-        env={"GIQA_SERVICE__API_KEYS": f'["{API_KEY}"]'},
-    )
-    try:
-        yield service
-    finally:
-        stop(service)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal: -15 is its clean exit
-    log = service.log.read_text()
-    assert service.process.returncode in (0, -15) and "Traceback" not in log, log[-2000:]
 
 
 def test_the_openai_client_works_unchanged(served: Served) -> None:

@@ -22,6 +22,7 @@ async function call(path, extra) {
     $("error").textContent = `${response.status}: ${message}`;
     throw new Error(message);
   }
+  $("model").textContent = "Model: " + body.model;
   $("timing").textContent = `${path}: ${body.timings.total_ms.toFixed(0)} ms (model ${body.timings.model_ms.toFixed(0)} ms, batch of ${body.timings.batch_size})`;
   return body;
 }

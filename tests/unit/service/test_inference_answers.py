@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from giqa.client.contract import Region
+from giqa.client.masks import rle_decode, rle_encode
 from giqa.grounded_text import parse_text
 from services.inference import answers
 
@@ -19,10 +20,10 @@ pytestmark = pytest.mark.unit
 @settings(max_examples=60, deadline=None)
 @given(arrays(bool, st.tuples(st.integers(1, 12), st.integers(1, 12))))
 def test_rle_round_trips_any_mask(mask: np.ndarray) -> None:
-    rle = answers.rle_encode(mask)
+    rle = rle_encode(mask)
     assert sum(rle.counts) == mask.size and rle.size == list(mask.shape)
     assert all(c > 0 for c in rle.counts[1:])  # only the leading run of 0s may be empty
-    assert (answers.rle_decode(rle) == mask).all()
+    assert (rle_decode(rle) == mask).all()
 
 
 def test_objects_merge_repeats_and_take_the_quality_words_of_their_sentences() -> None:
