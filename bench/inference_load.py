@@ -88,8 +88,18 @@ def start(max_batch_size: int, args: argparse.Namespace, log: Path) -> tuple[sub
     raise RuntimeError("the service was not ready in 120 s")
 
 
-async def load(url: str, payloads: list[bytes], clients: int, total: int, limit_s: float) -> dict[str, Any]:
-    """``clients`` concurrent loops sending requests until ``total`` are sent or ``limit_s`` passes."""
+async def load(
+    url: str,
+    payloads: list[bytes],
+    clients: int,
+    total: int,
+    limit_s: float,
+    server: psutil.Process | None = None,
+) -> dict[str, Any]:
+    """``clients`` concurrent loops sending requests until ``total`` are sent or ``limit_s`` passes; the
+    ``server``'s RSS after every quarter of ``total``."""
+    checkpoints = {max(1, total * k // 4) for k in range(1, 5)}
+    rss: dict[int, float] = {}
     latencies: list[float] = []
     answers: dict[int, str] = {}
     errors: list[str] = []
@@ -106,6 +116,8 @@ async def load(url: str, payloads: list[bytes], clients: int, total: int, limit_
                 url + "/v1/assess", files={"image": (f"{index}.png", payloads[index], "image/png")}
             )
             latencies.append(time.perf_counter() - t0)
+            if server is not None and len(latencies) in checkpoints:
+                rss[len(latencies)] = round(server.memory_info().rss / 2**20, 1)
             if response.status_code != 200:
                 errors.append(f"{response.status_code}: {response.text[:200]}")
                 continue
@@ -127,6 +139,7 @@ async def load(url: str, payloads: list[bytes], clients: int, total: int, limit_
         "p50_ms": round(float(np.percentile(lat, 50)), 1),
         "p95_ms": round(float(np.percentile(lat, 95)), 1),
         "p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "rss_mb_after_n_requests": rss,
         "answers": answers,
     }
 
@@ -148,7 +161,7 @@ def phase(max_batch: int, args: argparse.Namespace, payloads: list[bytes], tmp: 
         asyncio.run(load(url, payloads[:4], 4, 16, 60))  # warm-up (not counted)
         rss_before = server.memory_info().rss
         calls_before = batch_sizes(url)
-        result = asyncio.run(load(url, payloads, args.clients, args.requests, args.time_limit))
+        result = asyncio.run(load(url, payloads, args.clients, args.requests, args.time_limit, server))
         result["rss_before_mb"] = round(rss_before / 2**20, 1)
         result["rss_after_mb"] = round(server.memory_info().rss / 2**20, 1)
         calls_after = batch_sizes(url)
@@ -171,7 +184,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per phase")
     parser.add_argument("--images", type=int, default=64, help="distinct images cycled through")
     parser.add_argument("--max-batch-size", type=int, default=16)
-    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
+    parser.add_argument("--batch-wait-ms", type=float, default=25.0)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()

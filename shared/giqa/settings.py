@@ -133,7 +133,9 @@ class InferenceSettings(BaseModel):
     device: str = Field("cpu", description="torch device of the transformers backend")
     dtype: Literal["float32", "float16", "bfloat16"] | None = Field(None, description="torch dtype")
     max_batch_size: int = Field(16, ge=1, le=256, description="requests run together in one model call")
-    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a batch waits to fill up")
+    batch_wait_ms: float = Field(
+        25.0, ge=0, le=1000, description="how long a batch waits to fill up (covers clients' round trips)"
+    )
     queue_size: int = Field(256, ge=1, description="requests waiting beyond this get 503 + Retry-After")
     max_image_pixels: int = Field(40_000_000, ge=1, description="larger images are refused (bombs too)")
     max_new_tokens: int = Field(256, ge=1, le=4096, description="default and cap of generated tokens")

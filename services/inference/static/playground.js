@@ -29,10 +29,12 @@ async function call(path, extra) {
 
 function draw(objects, masks) {
   const canvas = $("canvas");
-  const scale = Math.min(1, 640 / bitmap.width);
+  // small images are shown larger (pixels kept sharp), large ones fit the panel
+  const scale = Math.min(600 / bitmap.width, 460 / bitmap.height);
   canvas.width = Math.round(bitmap.width * scale);
   canvas.height = Math.round(bitmap.height * scale);
   const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = scale < 1;
   ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
   ctx.lineWidth = 2;
   ctx.font = "bold 13px system-ui, sans-serif";
@@ -44,11 +46,12 @@ function draw(objects, masks) {
       ctx.strokeRect(x1, y1, Math.max(2, x2 - x1), Math.max(2, y2 - y1));
       const label = obj.phrase + (obj.quality.length ? ": " + obj.quality.join(", ") : "");
       const w = ctx.measureText(label).width + 6;
-      const ty = y1 > 18 ? y1 - 18 : y2;
+      const ty = y1 > 18 ? y1 - 18 : Math.min(y2, canvas.height - 18);
+      const tx = Math.max(0, Math.min(x1, canvas.width - w));  // the label stays inside the canvas
       ctx.fillStyle = color;
-      ctx.fillRect(x1, ty, w, 18);
+      ctx.fillRect(tx, ty, w, 18);
       ctx.fillStyle = "#fff";
-      ctx.fillText(label, x1 + 3, ty + 13);
+      ctx.fillText(label, tx + 3, ty + 13);
     });
   });
   $("hint").textContent = masks && masks.length
@@ -110,7 +113,8 @@ $("askForm").addEventListener("submit", async (event) => {
   } catch (e) { /* shown in #error */ }
 });
 
-fetch("/v1/models", { headers: headers() })
-  .then((r) => (r.ok ? r.json() : null))
-  .then((b) => { $("model").textContent = b ? "Model: " + b.data[0].id : ""; })
-  .catch(() => {});
+// the service's state needs no key (/ready); the model's id shows after the first answer
+fetch("/ready")
+  .then((r) => r.json())
+  .then((b) => { $("model").textContent = b.status === "ok" ? b.detail : "Model loading…"; })
+  .catch(() => { $("model").textContent = "Service unreachable"; });

@@ -74,6 +74,14 @@ def inference(
         settings = base.model_copy(update={"inference": InferenceSettings.model_validate(section)})
     except (SettingsError, ValidationError) as exc:
         raise fail(f"invalid settings: {exc}", EXIT_BAD_INPUT) from None
+    cfg = settings.inference
+    if cfg.backend == "transformers" and cfg.model is not None:
+        from giqa.models.llava import CheckpointError, detect_arch
+
+        try:
+            detect_arch(cfg.model)  # a clear error now, not a service that never gets ready
+        except CheckpointError as exc:
+            raise fail(str(exc), EXIT_BAD_INPUT) from None
     _services_importable()
     import uvicorn
 

@@ -1,0 +1,61 @@
+"""Start-up of the inference service: /health at once, /ready 503 with the reason while the model loads or
+after it failed to load, model endpoints 503 meanwhile; the CLI refuses a model path that is no checkpoint."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import typer
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from giqa.cli.serve_inference import inference
+from giqa.settings import InferenceSettings, Settings
+from giqa.wire import ErrorBody
+from services.inference.app import create_app_from_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_ready_is_503_while_loading_and_says_why_loading_failed() -> None:
+    release = threading.Event()
+
+    def slow_then_broken():
+        assert release.wait(10)
+        raise OSError("weights file is truncated")
+
+    app = create_app_from_settings(Settings(), engine_factory=slow_then_broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/health").status_code == 200
+        loading = client.get("/ready")
+        assert loading.status_code == 503 and loading.json()["detail"] == "loading the model"
+        busy = client.post("/v1/score", json={"image": "AAAA"})
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "5"
+        assert "not ready (loading the model)" in ErrorBody.model_validate(busy.json()).error.message
+        release.set()
+        for _ in range(100):
+            if app.state.inference.failure:
+                break
+            threading.Event().wait(0.02)
+        failed = client.get("/ready").json()
+        assert failed["status"] == "unavailable" and "weights file is truncated" in failed["detail"]
+
+
+def test_the_cli_refuses_a_model_that_is_no_checkpoint(tmp_path: Path) -> None:
+    cli = typer.Typer()
+    cli.command()(inference)
+    result = CliRunner().invoke(cli, ["--model", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "model path does not exist" in result.output
+    bad_backend = CliRunner().invoke(cli, ["--backend", "onnx"])
+    assert bad_backend.exit_code == 2 and "invalid settings" in bad_backend.output
+
+
+def test_settings_refuse_a_url_without_the_vllm_backend() -> None:
+    from services.inference.engine import build_engine
+
+    with pytest.raises(ValueError, match="GIQA_INFERENCE__BACKEND=vllm"):
+        build_engine(InferenceSettings(model="http://127.0.0.1:1/v1"))
+    with pytest.raises(ValueError, match="needs the server's URL"):
+        build_engine(InferenceSettings(backend="vllm"))
