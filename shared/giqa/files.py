@@ -224,25 +224,40 @@ def staged_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     try:
         os.chmod(staging, 0o777 & ~_umask())
         yield staging
-        if out.is_dir() and not is_empty_dir(out):
-            aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, aside / out.name)
-            try:
-                os.replace(staging, out)
-            except BaseException:
-                os.replace(aside / out.name, out)  # put the old set back
-                raise
-            finally:
-                shutil.rmtree(aside, ignore_errors=True)
-        elif out.is_dir():  # an empty folder (maybe a mount point, or the current one) stays; it is filled
-            for child in staging.iterdir():
-                os.replace(child, out / child.name)
-            staging.rmdir()
-        else:
-            os.replace(staging, out)
+        publish_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def publish_dir(staging: str | Path, out: str | Path) -> Path:
+    """Move the fully written folder ``staging`` to ``out`` (same file system), replacing an older ``out``
+    only once the new one is whole: the old folder is moved aside, the new one moved in, the old one
+    deleted (put back if the second rename fails). An existing empty ``out`` (maybe a mount point or the
+    current folder) is kept and filled. Files some writers create as 0600 get the umask's permissions, so a
+    published folder (a model, a dataset) is as readable as any other output."""
+    staging, out = Path(staging), Path(out)
+    mode = 0o666 & ~_umask()
+    for file in staging.rglob("*"):
+        if file.is_file() and not file.is_symlink():
+            os.chmod(file, mode)
+    if out.is_dir() and not is_empty_dir(out):
+        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, aside / out.name)
+        try:
+            os.replace(staging, out)
+        except BaseException:
+            os.replace(aside / out.name, out)  # put the old set back
+            raise
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+    elif out.is_dir():
+        for child in staging.iterdir():
+            os.replace(child, out / child.name)
+        staging.rmdir()
+    else:
+        os.replace(staging, out)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- paths

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -143,6 +143,69 @@ class InferenceSettings(BaseModel):
     vllm_concurrency: int = Field(8, ge=1, description="requests in flight to the vLLM server")
 
 
+DB_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
+
+
+class DatabaseSettings(BaseModel):
+    """The database of runs, samples and stage results (Postgres in a cluster, a SQLite file embedded)."""
+
+    url: str | None = Field(
+        None,
+        description="postgresql+psycopg://... or sqlite:///...; None: <data_dir>/giqa.sqlite3",
+    )
+    pool_size: int = Field(5, ge=1, description="connections kept open per process (Postgres)")
+    echo: bool = Field(False, description="log every SQL statement")
+    connect_timeout_s: float = Field(10.0, gt=0, description="connect (Postgres) or lock wait (SQLite) limit")
+
+    @field_validator("url")
+    @classmethod
+    def _db_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        if scheme not in DB_SCHEMES:
+            raise ValueError(
+                f"database URL must start with one of {', '.join(s + '://' for s in DB_SCHEMES)}; "
+                f"got {text.split('://', 1)[0] + '://...' if '://' in text else repr(text)}"
+            )
+        if scheme == "postgresql":  # psycopg 3 is the driver this package installs, not psycopg2
+            text = "postgresql+psycopg://" + text.split("://", 1)[1]
+        return text
+
+
+class StorageSettings(BaseModel):
+    """Object storage for images, datasets, reports and checkpoints (MinIO/S3; a local folder embedded)."""
+
+    endpoint: str | None = Field(
+        None, description="S3 endpoint the services reach, http(s)://host:port; None: <data_dir>/objects"
+    )
+    public_endpoint: str | None = Field(
+        None, description="endpoint clients reach; presigned URLs are signed for it (default: endpoint)"
+    )
+    access_key: str | None = Field(None, description="S3 access key")
+    secret_key: SecretStr | None = Field(None, description="S3 secret key")
+    bucket: str = Field("giqa", min_length=3, max_length=63, description="the one bucket every key lives in")
+    secure: bool = Field(False, description="TLS when the endpoint is given without a scheme (host:port)")
+    region: str = Field("us-east-1", description="S3 region (signing presigned URLs needs it)")
+    presign_expiry_s: int = Field(900, ge=1, le=7 * 24 * 3600, description="presigned URL lifetime")
+    multipart_threshold_bytes: int = Field(
+        16 * 1024 * 1024, ge=5 * 1024 * 1024, description="larger uploads go in parts of this size"
+    )
+    timeout_s: float = Field(30.0, gt=0, description="read timeout of one request (connect: at most 5 s)")
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> StorageSettings:
+        # host:port takes its scheme from ``secure``; a full URL keeps its own
+        scheme = "https" if self.secure else "http"
+        for name in ("endpoint", "public_endpoint"):
+            value = getattr(self, name)
+            if value is not None:
+                text = value.strip()
+                object.__setattr__(self, name, http_url(text if "://" in text else f"{scheme}://{text}"))
+        return self
+
+
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/giqa``, else ``~/.cache/giqa`` (decided): a cache outlives the run that filled it
     and is shared by runs started from any folder, so it never lands in the working directory."""
@@ -166,6 +229,8 @@ class Settings(BaseSettings):
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
 
 class SettingsError(ValueError):
@@ -186,3 +251,15 @@ def get_settings() -> Settings:
 def judge_cache_dir(settings: Settings) -> Path:
     """Where ``giqa eval`` caches judge scores: ``eval.judge_cache_dir``, else ``<cache_dir>/judge_cache``."""
     return settings.eval.judge_cache_dir or settings.cache_dir / "judge_cache"
+
+
+def database_url(settings: Settings) -> str:
+    """The database URL: ``db.url``, else the embedded SQLite file ``<data_dir>/giqa.sqlite3`` (absolute)."""
+    if settings.db.url:
+        return settings.db.url
+    return f"sqlite:///{(settings.data_dir / 'giqa.sqlite3').absolute()}"
+
+
+def objects_dir(settings: Settings) -> Path:
+    """The embedded object store's folder (used when ``storage.endpoint`` is unset)."""
+    return settings.data_dir / "objects"

@@ -1,12 +1,21 @@
-"""Building the Stage-2/3 backends from settings: the one place that maps configuration to a backend."""
+"""The composition root: the one place that maps settings to backends, for the CLI and every service.
+
+Each builder returns a port type (:mod:`giqa.ports`): the chat LLM (a URL's client or the embedded
+llama.cpp server), the Stage-2 detector, the Stage-3 judge, the grounded-IQA VLM, the GIQA-Bench judge,
+and the annotation pipeline's configuration. No CLI command or service holds composition logic of its own.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from giqa.settings import PipelineSettings
+from giqa.settings import LLMSettings, PipelineSettings, Settings
+
+log = logging.getLogger("giqa")
 
 # The demo Grounding DINO trained on GIQA-Synth (MODEL_CARD.md beside it): the default with no detector set.
 SHIPPED_DETECTOR = Path(__file__).resolve().parent.parent / "assets" / "detector"
@@ -103,3 +112,114 @@ def make_vlm(
 
     detect_arch(model)  # a clear CheckpointError before torch is imported
     return TransformersVLM(model, device=device, dtype=dtype)
+
+
+@contextlib.contextmanager
+def make_chat_llm(
+    settings: Settings,
+    *,
+    url: str | None = None,
+    llm: LLMSettings | None = None,
+    embedded: bool = False,
+    handle_signals: bool = True,
+) -> Iterator[Any]:
+    """The :class:`giqa.ports.ChatLLM`: a client of ``url`` (else ``llm.url``, else the settings'), checked
+    to answer before any work starts (:class:`giqa.llm.errors.LLMUnavailableError` when it does not), or,
+    with no URL or ``embedded=True``, the embedded llama.cpp server started here and always stopped.
+    ``handle_signals`` turns SIGTERM/SIGHUP into a clean exit so the embedded server never outlives its
+    parent (the CLI's choice; a worker with its own signal handling passes False)."""
+    from giqa.llm.client import OpenAIChatClient
+    from giqa.llm.errors import LLMUnavailableError
+
+    cfg = llm or settings.llm
+    target = None if embedded else (url or cfg.url)
+    if target:
+        client = OpenAIChatClient.from_settings(cfg, url=target)
+        health = client.health()
+        if not health.ok:  # refuse up front rather than fail every sample after its retries
+            client.close()
+            raise LLMUnavailableError(f"the LLM server at {target} does not answer: {health.detail}")
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with _embedded_llm(cfg, handle_signals) as (_server, client):
+        yield client
+
+
+@contextlib.contextmanager
+def _embedded_llm(cfg: LLMSettings, handle_signals: bool = True) -> Iterator[tuple[Any, Any]]:
+    from giqa.llm.server import EmbeddedLLMServer
+    from giqa.llm.signals import exit_on_signals
+
+    log.info("no LLM URL configured: starting the embedded SmolLM2-135M server")
+    signals = exit_on_signals() if handle_signals else contextlib.nullcontext()
+    with signals, EmbeddedLLMServer.from_settings(cfg) as server:
+        client = server.client_from_settings(cfg)
+        try:
+            yield server, client
+        finally:
+            client.close()
+
+
+@contextlib.contextmanager
+def make_bench_judge(
+    settings: Settings,
+    *,
+    url: str | None = None,
+    embedded: bool = False,
+    cache_dir: Path | None = None,
+    concurrency: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Iterator[Any]:
+    """The GIQA-Bench LLM judge (:class:`giqa.evaluation.judge.Judge`) over :func:`make_chat_llm`, with its
+    score cache (``cache_dir``, else settings ``eval.judge_cache_dir``); ``overrides`` replace fields of the
+    ``llm`` settings (model name, dialect) for the judge alone."""
+    from giqa.evaluation.cache import JudgeCache
+    from giqa.evaluation.judge import Judge
+    from giqa.settings import judge_cache_dir
+
+    llm = settings.llm.model_copy(update={k: v for k, v in (overrides or {}).items() if v is not None})
+    cache = JudgeCache(cache_dir or judge_cache_dir(settings))
+    workers = concurrency or settings.eval.judge_concurrency
+    target = None if embedded else (url or llm.url)
+    try:
+        if target:
+            with make_chat_llm(settings, url=target, llm=llm) as client:
+                yield Judge(client, cache=cache, concurrency=workers, url=target)
+            return
+        with _embedded_llm(llm) as (server, client):
+            gguf = server.model_path.name if server.model_path else "embedded"
+            yield Judge(
+                client, cache=cache, concurrency=workers, url=server.url, model_id=f"llama.cpp/{gguf}"
+            )
+    finally:
+        cache.close()
+
+
+def annotate_config(settings: Settings, form: str | None = None) -> Any:
+    """The annotation pipeline's :class:`giqa.pipeline.run.AnnotateConfig` from settings: Stage-1 rules,
+    VQA rules on the settings' grid (``grid_n`` × ``grid_m``), Stage-3 thresholds; ``form`` overrides
+    ``pipeline.box_form``."""
+    from giqa.pipeline.refine import RefineConfig
+    from giqa.pipeline.run import AnnotateConfig
+    from giqa.pipeline.tags import TagRules
+    from giqa.pipeline.vqa import VQARules
+
+    a, p = settings.annotate, settings.pipeline
+    return AnnotateConfig(
+        tag_rules=TagRules(repair_threshold=a.tag_repair_threshold, max_tags=a.max_tags),
+        vqa_rules=VQARules(
+            max_answer_words=a.vqa_max_answer_words,
+            template_fill=a.vqa_template_fill,
+            form=form or p.box_form,  # type: ignore[arg-type]
+            n=settings.grid_n,
+            m=settings.grid_m,
+        ),
+        refine=RefineConfig(p.keep_threshold, p.area_threshold, p.overlap_threshold),
+        stage1_mode=a.stage1_mode,
+        stage1_few_shot=a.stage1_few_shot,
+        seed=a.seed,
+        max_image_pixels=p.max_image_pixels,
+    )

@@ -48,10 +48,10 @@ def _open_rgb(source: str | Path | IO[bytes], max_pixels: int, where: str) -> Im
                 return ImageOps.exif_transpose(img).convert("RGB")
     except ImageError:
         raise
+    except UnidentifiedImageError as exc:  # PIL's text names a BytesIO object for bytes: say it plainly
+        raise ImageError(f"cannot read {where} as an image: not an image format PIL knows") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"cannot read {where} as an image: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"cannot read {where} as an image: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise ImageError(f"cannot read {where} as an image (corrupt or truncated): {exc}") from exc
 
@@ -73,6 +73,13 @@ def decode_image(
     if not data:
         raise ImageError(f"{where} is empty (0 bytes)")
     return _open_rgb(io.BytesIO(data), max_pixels, where)
+
+
+def image_format(data: bytes) -> str:
+    """The file format PIL reads ``data`` as (``PNG``, ``JPEG``, ...); call after :func:`decode_image`
+    checked the bytes (only the header is read here)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return str(img.format or "unknown")
 
 
 def crop(image: Image.Image, box: BoxLike, min_side: int = 1) -> Image.Image:

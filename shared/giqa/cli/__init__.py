@@ -8,6 +8,7 @@ import typer
 from giqa.cli.annotate import annotate as annotate_command
 from giqa.cli.annotate import tags as tags_command
 from giqa.cli.common import SafetyNetGroup
+from giqa.cli.db import app as db_app
 from giqa.cli.demo import demo as demo_command
 from giqa.cli.eval import app as eval_app
 from giqa.cli.llm import app as llm_app
@@ -38,6 +39,7 @@ app.command("judge")(judge_command)
 app.command("train", context_settings=TRAIN_CONTEXT, add_help_option=False)(train_command)
 app.command("demo")(demo_command)
 app.command("train-detector")(train_detector_command)
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

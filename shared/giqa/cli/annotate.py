@@ -27,53 +27,19 @@ from giqa.settings import Settings, get_settings
 
 @contextlib.contextmanager
 def chat_llm(settings: Settings, url: str | None) -> Iterator[Any]:
-    """The configured LLM client, or the embedded server's (started here, always stopped)."""
-    from giqa.llm.client import OpenAIChatClient
-    from giqa.llm.server import EmbeddedLLMServer
-    from giqa.llm.signals import exit_on_signals
+    """The composition root's chat LLM (:func:`giqa.backends.factory.make_chat_llm`) for a command: a
+    server that does not answer, or an embedded one that cannot start, ends it with exit code 3."""
+    from giqa.backends.factory import make_chat_llm
+    from giqa.llm.errors import LLMUnavailableError
 
-    if url or settings.llm.url:
-        client = OpenAIChatClient.from_settings(settings.llm, url=url)
-        health = client.health()
-        if not health.ok:  # refuse up front rather than fail every sample after its retries
-            client.close()
-            raise _fail(f"the LLM server does not answer: {health.detail}", EXIT_UNAVAILABLE)
+    if not (url or settings.llm.url):
+        typer.echo("no LLM URL configured: starting the embedded SmolLM2-135M server", err=True)
+    with contextlib.ExitStack() as stack:
         try:
-            yield client
-        finally:
-            client.close()
-        return
-    typer.echo("no LLM URL configured: starting the embedded SmolLM2-135M server", err=True)
-    with exit_on_signals(), EmbeddedLLMServer.from_settings(settings.llm) as server:
-        client = server.client_from_settings(settings.llm)
-        try:
-            yield client
-        finally:
-            client.close()
-
-
-def _config(settings: Settings, form: str) -> Any:
-    from giqa.pipeline.refine import RefineConfig
-    from giqa.pipeline.run import AnnotateConfig
-    from giqa.pipeline.tags import TagRules
-    from giqa.pipeline.vqa import VQARules
-
-    a, p = settings.annotate, settings.pipeline
-    return AnnotateConfig(
-        tag_rules=TagRules(repair_threshold=a.tag_repair_threshold, max_tags=a.max_tags),
-        vqa_rules=VQARules(
-            max_answer_words=a.vqa_max_answer_words,
-            template_fill=a.vqa_template_fill,
-            form=form,  # type: ignore[arg-type]
-            n=settings.grid_n,
-            m=settings.grid_m,
-        ),
-        refine=RefineConfig(p.keep_threshold, p.area_threshold, p.overlap_threshold),
-        stage1_mode=a.stage1_mode,
-        stage1_few_shot=a.stage1_few_shot,
-        seed=a.seed,
-        max_image_pixels=p.max_image_pixels,
-    )
+            llm = stack.enter_context(make_chat_llm(settings, url=url))
+        except LLMUnavailableError as exc:
+            raise _fail(str(exc), EXIT_UNAVAILABLE) from exc
+        yield llm
 
 
 def annotate(
@@ -127,7 +93,7 @@ def annotate(
     Outputs in --out: audit.jsonl (every stage's decisions per sample), train.json / val.json (split by
     image), stats.md / stats.json (Table 1 and the run report), box_area.png (raw vs refined box areas).
     """
-    from giqa.backends.factory import JudgeConfigError, make_detector, make_judge
+    from giqa.backends.factory import JudgeConfigError, annotate_config, make_detector, make_judge
     from giqa.files import OutputPathError, check_output_dir
     from giqa.pipeline.export import export_from_audit
     from giqa.pipeline.inputs import read_inputs
@@ -145,7 +111,7 @@ def annotate(
         judge_backend = make_judge(settings.pipeline, backend=judge, model=judge_model)
     except (ValueError, FileNotFoundError, JudgeConfigError, OutputPathError) as exc:
         raise _fail(str(exc)) from exc
-    config = _config(settings, form or settings.pipeline.box_form)
+    config = annotate_config(settings, form)
     started = time.perf_counter()
     try:
         with chat_llm(settings, llm_url) as llm:

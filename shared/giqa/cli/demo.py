@@ -76,18 +76,15 @@ def demo(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier demo in --out")] = False,
 ) -> None:
     """Synth scenes → annotate → dataset → demo VLM on a synth bench → eval → one HTML report."""
-    from giqa.backends.factory import make_detector, make_judge, make_vlm
-    from giqa.cli.annotate import _config, chat_llm
+    from giqa.backends.factory import annotate_config, make_detector, make_judge, make_vlm
+    from giqa.cli.annotate import chat_llm
     from giqa.evaluation.html_report import write_report_html
-    from giqa.evaluation.io import read_bench, read_predictions
-    from giqa.evaluation.report import evaluate
+    from giqa.evaluation.run import predict_and_score
     from giqa.evaluation.table import format_table
     from giqa.files import atomic_write_json, atomic_write_text
-    from giqa.metrics.similarity import MiniLMSimilarity
     from giqa.pipeline.export import export_from_audit
     from giqa.pipeline.inputs import read_inputs
     from giqa.pipeline.run import Backends, run_annotation
-    from giqa.predict.runner import run_predictions
     from giqa.settings import get_settings
     from giqa.synth import read_scenes, write_bench, write_scenes
     from giqa.synth.bench import BENCH_FILE
@@ -130,27 +127,24 @@ def demo(
             scenes_dir,
             annotate_dir,
             Backends(llm=llm, **backends_args),
-            _config(settings, settings.pipeline.box_form),
+            annotate_config(settings),
         )
     summary = export_from_audit(annotate_dir / "audit.jsonl", annotate_dir, seed=settings.annotate.seed)
     _done(
         t, f"{counts['processed']} samples, {counts['failed']} failed; dataset {annotate_dir / 'train.json'}"
     )
 
-    t = _step("the demo VLM answers the bench")
+    t = _step("the demo VLM answers the bench, eval without a judge (LLM-Score and Acc(W) need --judge-url)")
     bench_file = bench_dir / BENCH_FILE
-    predictions = out / "predictions.jsonl"
     model = make_vlm(vlm)
-    run_predictions(bench_file, model, predictions, limit=bench_items, max_new_tokens=160)
-    _done(t, f"model {model.model_name}")
-
-    t = _step("eval (no judge: LLM-Score and Acc(W) need a Llama-3-class judge, --judge-url)")
-    bench = read_bench(bench_file)[:bench_items]
-    preds = read_predictions(predictions, [it.id for it in bench])
-    result = evaluate(bench, preds, similarity=MiniLMSimilarity())
+    scored = predict_and_score(
+        model, bench_file, out / "predictions.jsonl", limit=bench_items, max_new_tokens=160, progress=True
+    )
+    bench, preds, result = scored.bench, scored.predictions, scored.result
+    grid = (settings.grid_n, settings.grid_m)
     atomic_write_json(out / "report.json", result.report)
     table = format_table([(model.model_name, result.report)])
-    _done(t)
+    _done(t, f"model {model.model_name}")
 
     stats = (
         (annotate_dir / "stats.md").read_text(encoding="utf-8")
@@ -174,6 +168,7 @@ def demo(
         title="Grounding-IQA demo",
         intro=f"Everything on embedded defaults, in {time.perf_counter() - total:.0f} s.",
         extra_html=extra,
+        grid=grid,
     )
     typer.echo(table)
     typer.echo(

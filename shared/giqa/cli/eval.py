@@ -27,43 +27,23 @@ def _judge(
     concurrency: int | None,
     overrides: dict[str, Any],
 ) -> Iterator[Any]:
-    """The judge chosen on the command line (composition root): remote URL, embedded server, or none."""
+    """The judge chosen on the command line: remote URL, embedded server, or none (built by the
+    composition root, :func:`giqa.backends.factory.make_bench_judge`)."""
     if no_judge:
         yield None
         return
-    from giqa.evaluation.cache import JudgeCache
-    from giqa.evaluation.judge import Judge
-    from giqa.llm.client import OpenAIChatClient
-    from giqa.llm.errors import LLMUnavailableError
-    from giqa.settings import get_settings, judge_cache_dir
+    from giqa.backends.factory import make_bench_judge
+    from giqa.settings import get_settings
 
-    settings = get_settings()
-    llm_settings = settings.llm.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    cache = JudgeCache(cache_dir or judge_cache_dir(settings))
-    workers = concurrency or settings.eval.judge_concurrency
-    url = None if embedded else (judge_url or settings.llm.url)
-    try:
-        if url:
-            with OpenAIChatClient.from_settings(llm_settings, url=url) as client:
-                health = client.health()
-                if not health.ok:
-                    raise LLMUnavailableError(f"judge at {url} is not answering: {health.detail}")
-                yield Judge(client, cache=cache, concurrency=workers, url=url)
-            return
-        from giqa.llm.server import EmbeddedLLMServer
-        from giqa.llm.signals import exit_on_signals
-
-        with (
-            exit_on_signals(),
-            EmbeddedLLMServer.from_settings(llm_settings) as server,
-            server.client_from_settings(llm_settings) as client,
-        ):
-            gguf = server.model_path.name if server.model_path else "embedded"
-            yield Judge(
-                client, cache=cache, concurrency=workers, url=server.url, model_id=f"llama.cpp/{gguf}"
-            )
-    finally:
-        cache.close()
+    with make_bench_judge(
+        get_settings(),
+        url=judge_url,
+        embedded=embedded,
+        cache_dir=cache_dir,
+        concurrency=concurrency,
+        overrides=overrides,
+    ) as judge:
+        yield judge
 
 
 @app.callback()
@@ -138,11 +118,16 @@ def evaluate_command(
     from giqa.files import atomic_write_json, atomic_write_jsonl
     from giqa.llm.errors import LLMUnavailableError
     from giqa.metrics.similarity import MiniLMSimilarity
+    from giqa.settings import get_settings
 
     overrides = {"model": judge_model, "dialect": judge_dialect}
+    settings = get_settings()
+    grid = (settings.grid_n, settings.grid_m)
     try:
         with _judge(judge_url, embedded_judge, no_judge, cache_dir, concurrency, overrides) as judge:
-            result = evaluate(items, preds, similarity=MiniLMSimilarity(), judge=judge, progress=not quiet)
+            result = evaluate(
+                items, preds, similarity=MiniLMSimilarity(), judge=judge, progress=not quiet, grid=grid
+            )
     except LLMUnavailableError as exc:  # the embedded server's start errors are of this kind too
         raise fail(
             f"the judge is unavailable: {exc} (scores already given are cached; rerun to go on)",
@@ -161,6 +146,7 @@ def evaluate_command(
             rows=result.items,
             reports=[(name or predictions.stem, result.report)],
             limit=html_limit,
+            grid=grid,
         )
         typer.echo(f"page: {html_out}")
     typer.echo(format_table([(name or predictions.stem, result.report)]))

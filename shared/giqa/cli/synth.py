@@ -18,10 +18,14 @@ def _fail(message: str) -> None:
 
 
 def _config(size: int, min_objects: int, max_objects: int, p_hard: float, box_form: str):  # noqa: ANN202
+    from giqa.settings import get_settings
     from giqa.synth.config import ConfigError, SynthConfig
 
+    settings = get_settings()
     try:
         return SynthConfig(
+            grid_n=settings.grid_n,
+            grid_m=settings.grid_m,
             width=size,
             height=size,
             min_objects=min_objects,

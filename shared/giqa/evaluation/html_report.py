@@ -15,6 +15,7 @@ from typing import Any
 
 from giqa.cards import Box, Card, render_page
 from giqa.evaluation.table import format_table
+from giqa.grid import DEFAULT_M, DEFAULT_N
 from giqa.grounded_text import parse
 from giqa.schemas import BenchItem
 
@@ -23,16 +24,22 @@ PRED_COLOUR = "#ff2d55"
 QUESTION_COLOUR = "#5ac8fa"
 
 
-def item_card(item: BenchItem, response: str | None, row: Mapping[str, Any] | None) -> Card:
-    """The card of one bench item: its boxes (truth, prediction, question) and texts."""
+def item_card(
+    item: BenchItem,
+    response: str | None,
+    row: Mapping[str, Any] | None,
+    grid: tuple[int, int] = (DEFAULT_N, DEFAULT_M),
+) -> Card:
+    """The card of one bench item: its boxes (truth, prediction, question) and texts; ``grid`` (n, m)
+    decodes grid-index boxes."""
     kind = item.task.upper() if item.task == "des" else f"{item.qtype}/{item.mode}"
     card = Card(image=item.image, title=f"{item.id}  ({kind})")
     for obj in item.objects:
         card.boxes.append(Box(obj.box.as_list(), f"truth: {obj.phrase}", GT_COLOUR))
-    for mention in parse(response or ""):
+    for mention in parse(response or "", *grid):
         for b in mention.boxes:
             card.boxes.append(Box(b.as_list(), f"model: {mention.phrase}", PRED_COLOUR))
-    for mention in parse(item.question):
+    for mention in parse(item.question, *grid):
         for b in mention.boxes:
             card.boxes.append(Box(b.as_list(), f"asked: {mention.phrase}", QUESTION_COLOUR, dashed=True))
     card.texts += [("question", item.question), ("expected", item.answer)]
@@ -59,12 +66,13 @@ def write_report_html(
     intro: str = "",
     limit: int | None = 60,
     extra_html: str = "",
+    grid: tuple[int, int] = (DEFAULT_N, DEFAULT_M),
 ) -> Path:
     """Write the page to ``out`` atomically: a metric row per named report, then up to ``limit`` items."""
     from giqa.files import atomic_write_bytes
 
     by_id = {str(r["id"]): r for r in rows}
-    cards = [item_card(it, responses.get(it.id), by_id.get(it.id)) for it in list(items)[:limit]]
+    cards = [item_card(it, responses.get(it.id), by_id.get(it.id), grid) for it in list(items)[:limit]]
     legend = (
         f"Green: ground-truth boxes; red: boxes in the model's answer; dashed blue: boxes given in the "
         f"question. {len(cards)} of {len(items)} items shown."

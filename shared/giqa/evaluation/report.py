@@ -16,6 +16,7 @@ import numpy as np
 from giqa.boxes import Box, iou_matrix, to_array
 from giqa.evaluation.io import PredictionSet
 from giqa.evaluation.judge import Judge, JudgeRequest, JudgeResult
+from giqa.grid import DEFAULT_M, DEFAULT_N
 from giqa.grounded_text import parse_text
 from giqa.metrics import (
     BoxMatch,
@@ -177,10 +178,13 @@ def evaluate(
     similarity: PhraseSimilarity,
     judge: Judge | None = None,
     progress: bool = False,
+    grid: tuple[int, int] = (DEFAULT_N, DEFAULT_M),
 ) -> Evaluation:
-    """Score ``predictions`` against ``bench``; ``judge=None`` leaves LLM-Score and Acc(W) null."""
+    """Score ``predictions`` against ``bench``; ``judge=None`` leaves LLM-Score and Acc(W) null.
+    ``grid`` (n, m) decodes grid-index boxes in the responses: settings ``grid_n``/``grid_m``, the grid
+    the annotation pipeline and the trained model write."""
     responses = predictions.responses
-    parsed = {it.id: parse_text(responses.get(it.id, "")) for it in bench}
+    parsed = {it.id: parse_text(responses.get(it.id, ""), *grid) for it in bench}
     objects = {i: p.objects() for i, p in parsed.items()}
     problems = {i: [f"{q.reason}: {q.text}" for q in p.problems] for i, p in parsed.items()}
     grounding = _ground(bench, objects, similarity)

@@ -60,7 +60,9 @@ def remove_incomplete(output_dir: Path) -> list[Path]:
 
 
 def staging_dir(final: Path) -> Path:
-    """A fresh hidden folder beside ``final`` to write into before :func:`publish`."""
+    """A fresh hidden folder beside ``final`` to write into before :func:`publish`. Its name is fixed (not
+    :func:`giqa.files.staged_dir`'s random one) because every rank of a distributed run writes its shards
+    into the same folder, and a crashed run's leftover is cleared by the next."""
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -68,18 +70,7 @@ def staging_dir(final: Path) -> Path:
 
 
 def publish(tmp: Path, final: Path) -> Path:
-    """Move a fully written folder to ``final``, replacing an older one only once the new one is whole."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for file in tmp.rglob("*"):  # some writers create 0600 files; a model folder is as readable as any
-        if file.is_file():
-            os.chmod(file, 0o666 & ~umask)
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    return final
+    """Move a fully written folder to ``final`` (:func:`giqa.files.publish_dir`, the one home of the swap)."""
+    from giqa.files import publish_dir
+
+    return publish_dir(tmp, final)

@@ -17,22 +17,13 @@ def evaluate_checkpoint(
     import torch
 
     from giqa.backends.factory import make_vlm
-    from giqa.evaluation.io import read_bench, read_predictions
-    from giqa.evaluation.report import evaluate
+    from giqa.evaluation.run import predict_and_score
     from giqa.files import atomic_write_json, atomic_write_jsonl
-    from giqa.metrics.similarity import MiniLMSimilarity
-    from giqa.predict.runner import run_predictions
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictions = out_dir / "predictions.jsonl"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     vlm = make_vlm(model_dir, device=device)
-    run_predictions(bench, vlm, predictions, overwrite=True, limit=limit, progress=False)
-    items = read_bench(bench)
-    items = items[:limit] if limit else items
-    result = evaluate(
-        items, read_predictions(predictions, [it.id for it in items]), similarity=MiniLMSimilarity()
-    )
-    atomic_write_json(out_dir / "report.json", result.report)
-    atomic_write_jsonl(out_dir / "report.items.jsonl", result.items)
-    return result.report
+    scored = predict_and_score(vlm, bench, out_dir / "predictions.jsonl", limit=limit)
+    atomic_write_json(out_dir / "report.json", scored.result.report)
+    atomic_write_jsonl(out_dir / "report.items.jsonl", scored.result.items)
+    return scored.result.report

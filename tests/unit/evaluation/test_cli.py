@@ -72,3 +72,47 @@ def test_compare_refuses_a_file_that_is_not_a_report(tmp_path: Path) -> None:
     junk.write_text('{"hello": 1}')
     result = runner.invoke(app, ["eval", "compare", str(junk), "--out", str(tmp_path / "c.png")])
     assert result.exit_code == 2 and "not a GIQA-Bench report" in result.output
+
+
+@pytest.mark.parametrize("n", [10, 20])
+def test_eval_decodes_boxes_on_the_settings_grid(
+    bench_file: Path, tmp_path: Path, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIQA_GRID_N/M reach the evaluator: a model trained on a 10×10 grid is scored on that grid."""
+    from giqa.grid import encode_box, format_grid
+    from giqa.settings import get_settings
+
+    from .conftest import RED, SKY
+
+    def grid(box: list[float]) -> str:
+        return format_grid(*encode_box(box, n, n))
+
+    text = f"The [red circle]({grid(RED)}) is blurry, the [sky]({grid(SKY)}) is sharp."
+    preds = write_jsonl(tmp_path / "p.jsonl", [{"id": "d1", "response": text}])
+    monkeypatch.setenv("GIQA_GRID_N", str(n))
+    monkeypatch.setenv("GIQA_GRID_M", str(n))
+    get_settings.cache_clear()
+    try:
+        out = tmp_path / "r.json"
+        assert runner.invoke(app, eval_args(bench_file, preds, out, "--no-judge")).exit_code == 0
+    finally:
+        get_settings.cache_clear()
+    items = [json.loads(line) for line in (tmp_path / "r.items.jsonl").read_text().splitlines()]
+    ious = items[0]["ious"]
+    # decoded on the right grid, each box lands within one cell of the truth
+    assert len(ious) == 2 and all(v > (0.45 if n == 10 else 0.6) for v in ious), ious
+
+
+def test_a_grid_mismatch_would_show(bench_file: Path, tmp_path: Path) -> None:
+    """The control for the test above: 10×10 indices read on the default 20×20 grid land elsewhere."""
+    from giqa.grid import encode_box, format_grid
+
+    from .conftest import RED, SKY
+
+    text = "The [red circle]({}) is blurry, the [sky]({}) is sharp.".format(
+        *(format_grid(*encode_box(b, 10, 10)) for b in (RED, SKY))
+    )
+    preds = write_jsonl(tmp_path / "p.jsonl", [{"id": "d1", "response": text}])
+    assert runner.invoke(app, eval_args(bench_file, preds, tmp_path / "r.json", "--no-judge")).exit_code == 0
+    items = [json.loads(line) for line in (tmp_path / "r.items.jsonl").read_text().splitlines()]
+    assert max(items[0]["ious"]) < 0.45
