@@ -64,6 +64,7 @@ from services.inference.engine import BackendError, Engine, build_engine, run_ba
 
 log = logging.getLogger("giqa.inference")
 STATIC = Path(__file__).resolve().parent / "static"
+IMAGE_PREFIXES = ("images/", "uploads/")  # what image_key may name: never checkpoints, datasets, reports
 M = TypeVar("M", bound=BaseModel)
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": what}
@@ -181,8 +182,9 @@ def create_app_from_settings(
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise ServiceError(400, f"the body is not valid JSON: {exc}") from None
             fields = _validated(model, raw)
-            data = _b64(getattr(fields, "image", ""))
-        elif kind == "multipart/form-data":
+            image_b64 = getattr(fields, "image", None)
+            data = _b64(image_b64) if image_b64 is not None else await stored(fields)
+        elif kind in ("multipart/form-data", "application/x-www-form-urlencoded"):  # (the latter: image_key)
             form = await request.form(max_files=1, max_fields=16)
             raw_fields: dict[str, Any] = {}
             upload: Any = None
@@ -198,13 +200,14 @@ def create_app_from_settings(
                         raise ServiceError(400, f"regions is not a JSON list: {exc}") from None
                 else:
                     raw_fields[name] = value
-            if upload is None:
+            if upload is None and "image_key" not in raw_fields:
                 raise RequestValidationError(
                     [{"loc": ("body", "image"), "msg": "Field required (a file upload)", "type": "missing"}]
                 )
-            raw_fields["image"] = "upload"
+            if upload is not None:
+                raw_fields["image"] = "upload"
             fields = _validated(model, raw_fields)
-            data = await upload.read()
+            data = await upload.read() if upload is not None else await stored(fields)
         else:
             raise ServiceError(
                 415,
@@ -226,6 +229,38 @@ def create_app_from_settings(
             return await batcher.submit(key, payload)
         except BackendError as exc:
             raise ServiceError(502, str(exc), code="backend_error") from None
+
+    async def stored(fields: Any) -> bytes:
+        """The bytes of ``fields.image_key`` from the configured object store (images/ or uploads/ only)."""
+        key = str(fields.image_key)
+        if not key.startswith(IMAGE_PREFIXES):
+            raise ServiceError(
+                400, f"image_key must name an image under {' or '.join(IMAGE_PREFIXES)}, got {key!r}"
+            )
+        from giqa.infra.storage import InvalidKey, NotFound, StorageError, make_store
+
+        def fetch() -> bytes:
+            store = make_store(settings, ensure_bucket=False)
+            size = store.stat(key).size
+            if size > settings.service.max_body_bytes:
+                raise ServiceError(
+                    413,
+                    f"the stored image is {size:,} bytes, over the limit of "
+                    f"{settings.service.max_body_bytes:,} (setting service.max_body_bytes)",
+                    code="payload_too_large",
+                )
+            return store.get_bytes(key)
+
+        try:
+            return await run_in_threadpool(fetch)
+        except NotFound:
+            raise ServiceError(404, f"no object {key!r} in the object store", code="not_found") from None
+        except InvalidKey as exc:
+            raise ServiceError(400, str(exc)) from None
+        except StorageError as exc:
+            raise ServiceError(
+                503 if exc.retryable else 502, f"the object store failed: {exc}", code="backend_error"
+            ) from None
 
     def timings(started: float, outcomes: list[Outcome]) -> Timings:
         return Timings(

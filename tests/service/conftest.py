@@ -11,7 +11,7 @@ from inference_helpers import API_KEY, Served, serve, stop
 
 
 @pytest.fixture(scope="session")
-def inference_client() -> Iterator[object]:
+def inference_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A TestClient on the real app (demo VLM), keys required, small limits so the bad inputs are cheap."""
     from pydantic import SecretStr
     from starlette.testclient import TestClient
@@ -20,6 +20,7 @@ def inference_client() -> Iterator[object]:
     from services.inference.app import create_app_from_settings
 
     settings = Settings(
+        data_dir=tmp_path_factory.mktemp("inference-data"),  # the embedded object store's folder
         service=ServiceSettings(api_keys=[SecretStr(API_KEY)], max_body_bytes=2 * 1024 * 1024),
         inference=InferenceSettings(max_image_pixels=4_000_000, max_new_tokens=96, batch_wait_ms=5),
     )
@@ -34,11 +35,12 @@ def inference_client() -> Iterator[object]:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The service as a uvicorn subprocess (demo VLM, key required, batches of 4, a queue of 4 so that 16
     concurrent requests overflow it)."""
+    tmp = tmp_path_factory.mktemp("served")
     service = serve(
-        tmp_path_factory.mktemp("served"),
+        tmp,
         "--max-batch-size", "4",
         "--queue-size", "4",
-        env={"GIQA_SERVICE__API_KEYS": f'["{API_KEY}"]'},
+        env={"GIQA_SERVICE__API_KEYS": f'["{API_KEY}"]', "GIQA_DATA_DIR": str(tmp / "data")},
     )  # fmt: skip
     try:
         yield service

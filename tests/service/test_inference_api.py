@@ -207,7 +207,36 @@ GOOD_JSON = {"image": b64(IMAGE), "question": "Is the image blurry?"}
             "over the limit",
         ),
         ("bad base64", {"json": {"image": "not base64!"}}, 400, "invalid_image", "base64"),
-        ("missing image (json)", {"json": {"mask": True}}, 422, "bad_request", "image: Field required"),
+        ("missing image (json)", {"json": {"mask": True}}, 422, "bad_request", "exactly one of image"),
+        (
+            "image and image_key",
+            {"json": {"image": b64(IMAGE), "image_key": "images/x.png"}},
+            422,
+            "bad_request",
+            "exactly one of image",
+        ),
+        (
+            "missing image (multipart)",
+            {"data": {"mask": "true"}},
+            422,
+            "bad_request",
+            "image: Field required",
+        ),
+        (
+            "stored key not found",
+            {"json": {"image_key": "uploads/run-1/none.png"}},
+            404,
+            "not_found",
+            "no object 'uploads/run-1/none.png'",
+        ),
+        (
+            "key outside images/uploads",
+            {"json": {"image_key": "checkpoints/c1/model.safetensors"}},
+            400,
+            "bad_request",
+            "must name an image under images/ or uploads/",
+        ),
+        ("key with ..", {"json": {"image_key": "images/../checkpoints/x"}}, 400, "bad_request", "'..' part"),
         (
             "missing image (multipart)",
             {"data": {"mask": "true"}, "files": {"other": ("x", b"x", "text/plain")}},
@@ -310,3 +339,16 @@ def test_the_service_keeps_serving_and_counts_batches(inference_client) -> None:
     page = inference_client.get("/", headers={"Authorization": ""})
     assert page.status_code == 200 and "playground" in page.text  # the page itself needs no key
     assert API_KEY not in metrics
+
+
+def test_an_image_in_the_object_store_is_read_by_key(inference_client) -> None:
+    from giqa.infra.storage import make_store, put_image
+
+    settings = inference_client.app.state.inference.settings
+    ref = put_image(make_store(settings), IMAGE)
+    by_key = inference_client.post("/v1/assess", json={"image_key": ref.key})
+    assert by_key.status_code == 200, by_key.text
+    direct = inference_client.post("/v1/assess", json={"image": b64(IMAGE)}).json()
+    assert by_key.json()["description"] == direct["description"]
+    form = inference_client.post("/v1/score", data={"image_key": ref.key})  # multipart form field
+    assert form.status_code == 200 and 1 <= form.json()["score"] <= 5

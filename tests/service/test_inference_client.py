@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from giqa.client import AsyncInferenceClient, InferenceClient, InferenceError, decode_mask
+from giqa.client import AsyncInferenceClient, InferenceClient, InferenceError, StoredImage, decode_mask
 from giqa.client.contract import Region
 from inference_helpers import API_KEY, Served, png_bytes
 
@@ -39,6 +39,9 @@ def test_sync_client_assess_ask_score(served: Served, tmp_path: Path) -> None:
         assert client.ask(path.read_bytes(), "Is it dark?", regions=[[0.1, 0.1, 0.9, 0.9]]).yes is not None
         score = client.score(path)
         assert 1 <= score.score <= 5
+        with pytest.raises(InferenceError) as missing:
+            client.score(StoredImage("uploads/run-1/none.png"))  # sent by key: the service's store has none
+        assert missing.value.status == 404 and "no object" in missing.value.message
     with InferenceClient(served.url, api_key="wrong") as client, pytest.raises(InferenceError) as info:
         client.score(path)
     assert info.value.status == 401 and info.value.code == "unauthorized" and info.value.request_id

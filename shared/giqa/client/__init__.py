@@ -8,7 +8,8 @@
             print(obj.phrase, obj.quality, [b.pixels for b in obj.boxes])
         flagged = decode_mask(result.masks[0])          # bool array (height, width)
 
-Images go up as a multipart upload (a path, bytes or a PIL image); answers come back as the pydantic models
+Images go up as a multipart upload (a path, bytes or a PIL image) or by their key in the service's object
+store (:class:`StoredImage`); answers come back as the pydantic models
 of :mod:`giqa.client.contract`, validated. A failure raises :class:`InferenceError` with the service's error
 code and message; an overloaded service (503 + Retry-After) is retried ``retries`` times after the delay it
 asks for.
@@ -21,6 +22,7 @@ import io
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,7 +39,15 @@ from giqa.client.contract import (
 )
 from giqa.client.masks import decode_mask, rle_decode, rle_encode
 
-ImageInput = str | Path | bytes | Image.Image
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image already in the service's object store, sent by key (``images/...`` or ``uploads/...``)."""
+
+    key: str
+
+
+ImageInput = str | Path | bytes | Image.Image | StoredImage
 R = TypeVar("R", bound=BaseModel)
 MAX_RETRY_WAIT_S = 30.0
 
@@ -46,6 +56,7 @@ __all__ = [
     "ImageInput",
     "InferenceClient",
     "InferenceError",
+    "StoredImage",
     "decode_mask",
     "rle_decode",
     "rle_encode",
@@ -66,7 +77,15 @@ class InferenceError(Exception):
         self.retry_after = retry_after
 
 
-def _image_bytes(image: ImageInput) -> tuple[str, bytes]:
+def _upload(image: ImageInput, data: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(files, form fields) of a request carrying ``image``: the file, or its object-store key."""
+    if isinstance(image, StoredImage):
+        return {}, data | {"image_key": image.key}
+    name, content = _image_bytes(image)
+    return {"image": (name, content)}, data
+
+
+def _image_bytes(image: str | Path | bytes | Image.Image) -> tuple[str, bytes]:
     if isinstance(image, Image.Image):
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
@@ -168,10 +187,10 @@ class InferenceClient(_Base):
         self.http.close()
 
     def _post(self, path: str, image: ImageInput, data: dict[str, str], model: type[R]) -> R:
-        name, content = _image_bytes(image)
+        files, form = _upload(image, data)
         for attempt in range(self.retries + 1):
             try:
-                response = self.http.post(path, files={"image": (name, content)}, data=data)
+                response = self.http.post(path, files=files or None, data=form)
             except httpx.HTTPError as exc:
                 raise InferenceError(0, "unreachable", f"{self.base_url}{path}: {exc}") from exc
             wait = _should_retry(response, attempt, self.retries)
@@ -245,10 +264,10 @@ class AsyncInferenceClient(_Base):
         await self.http.aclose()
 
     async def _post(self, path: str, image: ImageInput, data: dict[str, str], model: type[R]) -> R:
-        name, content = _image_bytes(image)
+        files, form = _upload(image, data)
         for attempt in range(self.retries + 1):
             try:
-                response = await self.http.post(path, files={"image": (name, content)}, data=data)
+                response = await self.http.post(path, files=files or None, data=form)
             except httpx.HTTPError as exc:
                 raise InferenceError(0, "unreachable", f"{self.base_url}{path}: {exc}") from exc
             wait = _should_retry(response, attempt, self.retries)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from giqa.boxes import Box, BoxError
 
@@ -29,7 +29,17 @@ class _Strict(BaseModel):
 # ------------------------------------------------------------------------------------------------ requests
 
 Base64Image = Annotated[
-    str, Field(min_length=1, description="the image file (JPEG, PNG, WebP, ...) as base64 or a data: URL")
+    str | None,
+    Field(None, min_length=1, description="the image file (JPEG, PNG, WebP, ...) as base64 or a data: URL"),
+]
+ImageKey = Annotated[
+    str | None,
+    Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="instead of image: the key of an image in the object store (under images/ or uploads/)",
+    ),
 ]
 MaxNewTokens = Annotated[int | None, Field(None, ge=1, le=4096, description="cap on generated tokens")]
 
@@ -56,22 +66,33 @@ class Region(_Strict):
         return value.strip()
 
 
-class AssessRequest(_Strict):
-    image: Base64Image
+class _ImageInput(_Strict):
+    """The image of a request: the file itself (base64) or a key in the object store, exactly one."""
+
+    image: Base64Image = None
+    image_key: ImageKey = None
+
+    @model_validator(mode="after")
+    def _one_image(self) -> _ImageInput:
+        if (self.image is None) == (self.image_key is None):
+            raise ValueError("send exactly one of image (the file) and image_key (an object-store key)")
+        return self
+
+
+class AssessRequest(_ImageInput):
     mask: bool = Field(False, description="also return a mask per quality word of the flagged regions")
     mask_format: Literal["png", "rle"] = Field("png", description="masks as base64 PNG or run-length")
     max_new_tokens: MaxNewTokens = None
 
 
-class AskRequest(_Strict):
-    image: Base64Image
+class AskRequest(_ImageInput):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     regions: list[Region] = Field(default_factory=list, max_length=MAX_REGIONS)
     max_new_tokens: MaxNewTokens = None
 
 
-class ScoreRequest(_Strict):
-    image: Base64Image
+class ScoreRequest(_ImageInput):
+    pass
 
 
 # ----------------------------------------------------------------------------------------------- responses
