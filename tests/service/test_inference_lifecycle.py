@@ -59,3 +59,33 @@ def test_settings_refuse_a_url_without_the_vllm_backend() -> None:
         build_engine(InferenceSettings(model="http://127.0.0.1:1/v1"))
     with pytest.raises(ValueError, match="needs the server's URL"):
         build_engine(InferenceSettings(backend="vllm"))
+
+
+@pytest.mark.models
+def test_requests_over_the_time_limit_get_504_and_leave_the_queue(tmp_path: Path) -> None:
+    import concurrent.futures
+    import time
+
+    from giqa.settings import ServiceSettings
+    from inference_helpers import b64, png_bytes
+
+    settings = Settings(
+        data_dir=tmp_path,
+        service=ServiceSettings(request_timeout_s=0.4),
+        inference=InferenceSettings(max_batch_size=1, batch_wait_ms=0, max_new_tokens=256),
+    )
+    app = create_app_from_settings(settings)
+    body = {"image": b64(png_bytes())}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert app.state.inference.ready.wait(60)
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(lambda _: client.post("/v1/assess", json=body), range(6)))
+        timed_out = [r for r in responses if r.status_code == 504]
+        assert timed_out and {r.status_code for r in responses} <= {200, 504}
+        error = ErrorBody.model_validate(timed_out[0].json()).error
+        assert error.code == "timeout" and "service.request_timeout_s" in error.message
+        assert app.state.inference.batcher.depth == 0  # the timed-out requests left the queue
+        time.sleep(1.5)  # the model call already running finishes; its answer has no one to go to
+        assert client.post("/v1/score", json=body).status_code == 200
+        calls = client.get("/metrics").text
+        assert 'giqa_http_errors_total{code="timeout"}' in calls
