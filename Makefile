@@ -30,8 +30,8 @@ test-all: install services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check shared tests bench
-	$(BIN)/ruff format --check shared tests bench
+	$(BIN)/ruff check shared tests bench services examples
+	$(BIN)/ruff format --check shared tests bench services examples
 	$(BIN)/mypy
 
 bench: install
