@@ -1,5 +1,6 @@
-"""Fixtures of the inference-service tests: the real app on the shipped demo VLM, in-process, loaded once
-per session."""
+"""Fixtures of the inference-service tests (a folder of their own, so other services' fixtures stay apart):
+the real app on the shipped demo VLM, in-process and loaded once per session, and the real service as a
+uvicorn subprocess."""
 
 from __future__ import annotations
 

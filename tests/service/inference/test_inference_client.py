@@ -18,7 +18,7 @@ from inference_helpers import API_KEY, Served, png_bytes
 
 pytestmark = pytest.mark.models
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "edit_flagged_regions.py"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "edit_flagged_regions.py"
 
 
 def test_sync_client_assess_ask_score(served: Served, tmp_path: Path) -> None:
