@@ -41,6 +41,7 @@ from giqa.client.contract import (
     AssessResponse,
     ChatAnswer,
     ChatChoice,
+    ChatLogprobs,
     ChatRequest,
     ChatResponse,
     ImagePart,
@@ -50,6 +51,8 @@ from giqa.client.contract import (
     ScoreResponse,
     TextPart,
     Timings,
+    TokenLogprob,
+    TopLogprob,
     Usage,
 )
 from giqa.grounded_text import parse_text, strip_coordinates
@@ -385,7 +388,7 @@ def create_app_from_settings(
                 f"model {body.model!r} is not served here; GET /v1/models lists {engine.model_name!r}",
                 code="not_found",
             )
-        question, data = _chat_input(body)
+        question, prefix, data = _chat_input(body)
         try:
             image = await run_in_threadpool(decode_image, data, cfg.max_image_pixels, where="the image_url")
         except ImageTooLarge as exc:
@@ -393,10 +396,32 @@ def create_app_from_settings(
         except ImageError as exc:
             raise ServiceError(400, str(exc), code="invalid_image") from None
         limit = max_tokens(body.max_completion_tokens or body.max_tokens)
-        out = await submit(batcher, ("generate", limit), (image, question))
-        text: str = out.value
-        completion = engine.count_tokens(text)
-        prompt = engine.count_tokens(question)
+        logprobs = None
+        if body.logprobs:  # the next token's distribution (how vLLM clients read scores and P(Yes))
+            if limit != 1:
+                raise ServiceError(400, "logprobs are offered with max_tokens=1 only (the next token)")
+            out = await submit(batcher, ("top", max(1, body.top_logprobs or 0)), (image, question, prefix))
+            top: list[tuple[str, float]] = out.value
+            text = top[0][0]
+            logprobs = ChatLogprobs(
+                content=[
+                    TokenLogprob(
+                        token=text,
+                        logprob=top[0][1],
+                        bytes=list(text.encode()),
+                        top_logprobs=[
+                            TopLogprob(token=t, logprob=lp, bytes=list(t.encode()))
+                            for t, lp in top[: body.top_logprobs or 0]
+                        ],
+                    )
+                ]
+            )
+            completion = 1
+        else:
+            out = await submit(batcher, ("generate", limit), (image, question))
+            text = out.value
+            completion = engine.count_tokens(text)
+        prompt = engine.count_tokens(question + " " + prefix)
         return ChatResponse(
             id="chatcmpl-" + uuid.uuid4().hex,
             created=int(time.time()),
@@ -406,6 +431,7 @@ def create_app_from_settings(
                     index=0,
                     message=ChatAnswer(content=text),
                     finish_reason="length" if completion >= limit else "stop",
+                    logprobs=logprobs,
                 )
             ],
             usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
@@ -442,13 +468,26 @@ def _b64(value: str) -> bytes:
         raise ServiceError(400, f"the image is not valid base64: {exc}", code="invalid_image") from None
 
 
-def _chat_input(body: ChatRequest) -> tuple[str, bytes]:
-    """(question, image bytes) of a single-turn chat: one image as a data URL, the user's text parts."""
-    if any(message.role == "assistant" for message in body.messages):
+def _chat_input(body: ChatRequest) -> tuple[str, str, bytes]:
+    """(question, answer prefix, image bytes) of a single-turn chat: one image as a data URL, the user's
+    text parts, and with vLLM's ``continue_final_message`` the final assistant message to continue."""
+    messages = list(body.messages)
+    prefix = ""
+    if body.continue_final_message:
+        if body.add_generation_prompt is not False:  # vLLM's default is true
+            raise ServiceError(
+                400, "continue_final_message and add_generation_prompt cannot both be true (set it false)"
+            )
+        if messages[-1].role != "assistant" or not isinstance(messages[-1].content, str):
+            raise ServiceError(400, "continue_final_message needs a final assistant message (plain text)")
+        if not body.logprobs:
+            raise ServiceError(400, "continue_final_message is offered with logprobs and max_tokens=1 only")
+        prefix = str(messages.pop().content)
+    if any(message.role == "assistant" for message in messages):
         raise ServiceError(400, "this model answers single-turn questions: send no assistant messages")
     texts: list[str] = []
     images: list[str] = []
-    for message in body.messages:
+    for message in messages:
         parts = (
             [TextPart(type="text", text=message.content)]
             if isinstance(message.content, str)
@@ -469,4 +508,4 @@ def _chat_input(body: ChatRequest) -> tuple[str, bytes]:
         )
     if not texts:
         raise ServiceError(400, "the user message has no text: ask a question about the image")
-    return "\n".join(texts), _b64(images[0])
+    return "\n".join(texts), prefix, _b64(images[0])

@@ -40,6 +40,8 @@ class Engine(Protocol):
 
     def word_probs(self, items: Sequence[WordItem], words: Sequence[str]) -> list[dict[str, float]]: ...
 
+    def top_tokens(self, items: Sequence[WordItem], k: int) -> list[list[tuple[str, float]]]: ...
+
     def count_tokens(self, text: str) -> int: ...
 
     def health(self) -> Health: ...
@@ -54,6 +56,8 @@ def run_batch(engine: Engine, key: Hashable, payloads: Sequence[Any]) -> list[An
         return engine.generate(payloads, int(arg))
     if kind == "words":
         return engine.word_probs(payloads, tuple(arg))
+    if kind == "top":
+        return engine.top_tokens(payloads, int(arg))
     raise ValueError(f"unknown batch kind {kind!r}")
 
 
@@ -73,6 +77,9 @@ class TransformersEngine:
 
     def word_probs(self, items: Sequence[WordItem], words: Sequence[str]) -> list[dict[str, float]]:
         return list(self.vlm.next_word_probs_batch(list(items), words))
+
+    def top_tokens(self, items: Sequence[WordItem], k: int) -> list[list[tuple[str, float]]]:
+        return list(self.vlm.next_token_logprobs_batch(list(items), k))
 
     def count_tokens(self, text: str) -> int:
         return len(self.vlm.processor.tokenizer.encode(text, add_special_tokens=False))
@@ -125,7 +132,9 @@ class VLLMEngine:
         except LLMError as exc:
             raise BackendError(f"the vLLM server failed: {exc}") from exc
 
-    def _word_probs_one(self, item: WordItem, words: Sequence[str]) -> dict[str, float]:
+    def _top_one(self, item: WordItem, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most likely next tokens after the question and the answer ``prefix`` (vLLM:
+        ``max_tokens=1``, ``logprobs``, and the prefix as a final assistant message it continues)."""
         import httpx
 
         from giqa.predict.remote import vision_messages
@@ -138,7 +147,7 @@ class VLLMEngine:
             "max_tokens": 1,
             "temperature": 0.0,
             "logprobs": True,
-            "top_logprobs": TOP_LOGPROBS,
+            "top_logprobs": k,
         }
         if prefix.strip():
             messages.append({"role": "assistant", "content": prefix.strip()})
@@ -153,23 +162,33 @@ class VLLMEngine:
                 f"{response.text[:300]}"
             )
         try:
-            content = response.json()["choices"][0]["logprobs"]["content"]
-            top = content[0]["top_logprobs"]
+            top = response.json()["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+            return [(str(e["token"]), float(e["logprob"])) for e in top if e.get("logprob") is not None]
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise BackendError(f"the vLLM server's answer carries no top_logprobs: {exc!r}") from exc
-        wanted = {w.lower(): w for w in words}
-        out = dict.fromkeys(words, 0.0)
-        for entry in top:
-            word = wanted.get(_token_word(str(entry.get("token", ""))))
-            if word is not None and entry.get("logprob") is not None:
-                out[word] += math.exp(float(entry["logprob"]))
-        return out
+
+    def _many(self, items: Sequence[WordItem], k: int) -> list[list[tuple[str, float]]]:
+        if len(items) <= 1:
+            return [self._top_one(item, k) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            return list(pool.map(lambda item: self._top_one(item, k), items))
+
+    def top_tokens(self, items: Sequence[WordItem], k: int) -> list[list[tuple[str, float]]]:
+        return self._many(items, k)
 
     def word_probs(self, items: Sequence[WordItem], words: Sequence[str]) -> list[dict[str, float]]:
-        if len(items) <= 1:
-            return [self._word_probs_one(item, words) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            return list(pool.map(lambda item: self._word_probs_one(item, words), items))
+        """Each word's probability: the summed mass of the top tokens that write it (a word outside the
+        top ``TOP_LOGPROBS`` counts as 0)."""
+        wanted = {w.lower(): w for w in words}
+        out = []
+        for top in self._many(items, TOP_LOGPROBS):
+            probs = dict.fromkeys(words, 0.0)
+            for token, logprob in top:
+                word = wanted.get(_token_word(token))
+                if word is not None:
+                    probs[word] += math.exp(logprob)
+            out.append(probs)
+        return out
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())  # the server's tokenizer is not here: words stand in

@@ -205,6 +205,12 @@ class ChatRequest(_Strict):
     stream: bool | None = Field(None, description="streaming is not offered: false or absent")
     seed: int | None = None
     user: str | None = Field(None, max_length=200)
+    logprobs: bool | None = Field(None, description="with max_tokens=1: the next token's log-probabilities")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="how many alternatives (needs logprobs)")
+    continue_final_message: bool | None = Field(
+        None, description="vLLM's: continue a final assistant message (with logprobs and max_tokens=1)"
+    )
+    add_generation_prompt: bool | None = Field(None, description="vLLM's; false with continue_final_message")
 
 
 class ChatAnswer(_Strict):
@@ -212,11 +218,28 @@ class ChatAnswer(_Strict):
     content: str
 
 
+class TopLogprob(_Strict):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(_Strict):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(_Strict):
+    content: list[TokenLogprob]
+
+
 class ChatChoice(_Strict):
     index: int
     message: ChatAnswer
     finish_reason: Literal["stop", "length"]
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class Usage(_Strict):
@@ -257,6 +280,7 @@ __all__ = [
     "BoxOut",
     "ChatAnswer",
     "ChatChoice",
+    "ChatLogprobs",
     "ChatMessage",
     "ChatRequest",
     "ChatResponse",
@@ -271,6 +295,8 @@ __all__ = [
     "ScoreRequest",
     "ScoreResponse",
     "TextPart",
+    "TokenLogprob",
+    "TopLogprob",
     "Timings",
     "Usage",
 ]

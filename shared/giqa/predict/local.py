@@ -81,6 +81,32 @@ class TransformersVLM:
         if not items:
             return []
         ids = {word: self.word_token_ids(word) for word in words}
+        probs = torch.softmax(self._next_logits(items), dim=-1)
+        return [{word: float(row[ids[word]].sum()) for word in words} for row in probs]
+
+    def next_token_logprobs_batch(
+        self, items: Sequence[tuple[Image.Image, str, str]], k: int
+    ) -> list[list[tuple[str, float]]]:
+        """For each (image, question, answer prefix): the ``k`` most likely next tokens, as (vocabulary
+        token, natural-log probability), most likely first (what OpenAI's ``top_logprobs`` returns)."""
+        import torch
+
+        if not items:
+            return []
+        logits = self._next_logits(items)
+        top = torch.log_softmax(logits, dim=-1).topk(max(1, k), dim=-1)
+        tokenizer = self.processor.tokenizer
+        return [
+            [
+                (str(tokenizer.convert_ids_to_tokens(int(i))), float(v))
+                for v, i in zip(values, ids, strict=True)
+            ]
+            for values, ids in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ]
+
+    def _next_logits(self, items: Sequence[tuple[Image.Image, str, str]]) -> Any:
+        import torch
+
         images = [img.convert("RGB") for img, _, _ in items]
         prompts = [
             build_prompt(self.processor, question) + (" " + prefix.strip() if prefix.strip() else "")
@@ -89,9 +115,7 @@ class TransformersVLM:
         inputs: Any = self.processor(images=images, text=prompts, return_tensors="pt", padding=True)
         inputs = inputs.to(self.device)
         with torch.inference_mode():
-            logits = self.model(**inputs).logits[:, -1, :].float()
-        probs = torch.softmax(logits, dim=-1).cpu()
-        return [{word: float(row[ids[word]].sum()) for word in words} for row in probs]
+            return self.model(**inputs).logits[:, -1, :].float().cpu()
 
     def next_word_probs(
         self, image: Image.Image, question: str, prefix: str, words: Sequence[str]

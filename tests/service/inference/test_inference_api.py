@@ -313,6 +313,25 @@ def test_bad_ask_fields_get_422(inference_client, case, payload, fragment) -> No
         ("no image", None, 400, "exactly one image"),
         ("unknown model", {"model": "gpt-x"}, 404, "not served here"),
         ("stream", {"stream": True}, 400, "streaming"),
+        ("logprobs of many tokens", {"logprobs": True, "max_tokens": 5}, 400, "max_tokens=1 only"),
+        ("top_logprobs over 20", {"logprobs": True, "top_logprobs": 21}, 422, "top_logprobs"),
+        (
+            "continue without assistant",
+            {
+                "logprobs": True,
+                "max_tokens": 1,
+                "continue_final_message": True,
+                "add_generation_prompt": False,
+            },
+            400,
+            "final assistant message",
+        ),
+        (
+            "continue with generation prompt",
+            {"logprobs": True, "max_tokens": 1, "continue_final_message": True},
+            400,
+            "cannot both be true",
+        ),
     ],
 )
 def test_bad_chat_requests(inference_client, case, change, status, fragment) -> None:

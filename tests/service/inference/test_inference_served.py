@@ -46,6 +46,30 @@ def test_the_openai_client_works_unchanged(served: Served) -> None:
         headers={"Authorization": f"Bearer {API_KEY}"},
     ).json()
     assert ask["answer"] == answer
+    # the next token's distribution, the way vLLM clients read scores
+    first = client.chat.completions.create(
+        model="giqa-demo-vlm",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(IMAGE)}},
+                    {"type": "text", "text": "Is the image noisy?"},
+                ],
+            }
+        ],
+        max_tokens=1,
+        logprobs=True,
+        top_logprobs=5,
+    )
+    token = first.choices[0].logprobs.content[0]
+    values = [t.logprob for t in token.top_logprobs]
+    assert (
+        len(values) == 5
+        and values == sorted(values, reverse=True)
+        and token.token == token.top_logprobs[0].token
+    )
+    assert answer.startswith(first.choices[0].message.content.strip())  # greedy: the top token comes first
     with pytest.raises(AuthenticationError):
         OpenAI(base_url=served.url + "/v1", api_key="wrong", max_retries=0).models.list()
 

@@ -21,7 +21,7 @@ from PIL import Image
 from giqa.client.contract import AskResponse, AssessResponse, ScoreResponse
 from giqa.wire import ErrorBody
 from http_servers import JoinedHTTPServer
-from inference_helpers import b64, png_bytes
+from inference_helpers import API_KEY, b64, png_bytes
 
 pytestmark = pytest.mark.unit
 
@@ -238,3 +238,40 @@ def test_the_checker_refuses_what_vllm_refuses() -> None:
         check(good | {"continue_final_message": True, "add_generation_prompt": False}) or ""
     )
     assert "unknown fields" in (check(good | {"prompt_logprobs": 1, "foo": 1}) or "")
+
+
+@pytest.mark.models
+def test_the_vllm_backend_pointed_at_this_service_gives_the_same_answers(served, inference_client) -> None:
+    """This service speaks the vLLM dialect the backend uses (``logprobs``, ``continue_final_message``),
+    so one inference service can front another: the answers match the in-process model's."""
+    from pydantic import SecretStr
+    from starlette.testclient import TestClient
+
+    from giqa.settings import InferenceSettings, Settings
+    from services.inference.app import create_app_from_settings
+
+    settings = Settings(
+        inference=InferenceSettings(
+            backend="vllm", model=served.url + "/v1", api_key=SecretStr(API_KEY), max_new_tokens=96
+        )
+    )
+    app = create_app_from_settings(settings)
+    image = b64(png_bytes())
+    question = {"image": image, "question": "Is the image noisy?"}
+    with TestClient(app, raise_server_exceptions=False) as front:
+        assert app.state.inference.ready.wait(30), app.state.inference.health()
+        for path, body in [
+            ("/v1/assess", {"image": image}),
+            ("/v1/ask", question),
+            ("/v1/score", {"image": image}),
+        ]:
+            forwarded = front.post(path, json=body)
+            direct = inference_client.post(path, json=body)
+            assert forwarded.status_code == direct.status_code == 200, forwarded.text
+            a, b = forwarded.json(), direct.json()
+            if path == "/v1/score":  # the forwarded levels come from the top 20 tokens only
+                assert a["levels"] == pytest.approx(b["levels"], abs=1e-3)
+            elif path == "/v1/ask":
+                assert a["answer"] == b["answer"] and a["p_yes"] == pytest.approx(b["p_yes"], abs=1e-4)
+            else:
+                assert a["description"] == b["description"] and a["objects"] == b["objects"]
