@@ -47,19 +47,25 @@ def defect_of(word: str) -> str | None:
 def edit(
     image: Image.Image, masks: list[tuple[str, np.ndarray]]
 ) -> tuple[Image.Image, list[dict[str, object]]]:
-    """``image`` with each (quality word, mask) fixed inside its mask; the log of what was applied."""
-    out = image.copy()
+    """``image`` with each defect fixed once inside the union of the masks of its words ("blurry" and "out
+    of focus" are one blur: sharpening twice would over-sharpen); the log of what was applied."""
+    by_defect: dict[str, tuple[list[str], np.ndarray]] = {}
     log: list[dict[str, object]] = []
     for word, inside in masks:
         defect = defect_of(word)
         if defect is None or defect not in FIXES or not inside.any():
             log.append({"quality": word, "action": "none (no restoration step for this word)"})
             continue
+        words, union = by_defect.setdefault(defect, ([], np.zeros_like(inside)))
+        words.append(word)
+        union |= inside
+    out = image.copy()
+    for defect, (words, inside) in by_defect.items():
         action, fix = FIXES[defect]
         fixed = fix(out)
         out = Image.composite(fixed, out, Image.fromarray(inside.astype(np.uint8) * 255, mode="L"))
         log.append(
-            {"quality": word, "defect": defect, "action": action, "area": round(float(inside.mean()), 4)}
+            {"quality": words, "defect": defect, "action": action, "area": round(float(inside.mean()), 4)}
         )
     return out, log
 
