@@ -26,13 +26,20 @@ def giqa_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
-def spawn(args: list[str], log_dir: Path, name: str) -> subprocess.Popen[bytes]:
-    """``python args...`` with stdout/stderr in files (a pipe nobody reads could block the child)."""
+def spawn(
+    args: list[str], log_dir: Path, name: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``python args...`` with stdout/stderr in files (a pipe nobody reads could block the child);
+    ``env``: variables added to :func:`giqa_env`'s."""
     out = (log_dir / f"{name}.out").open("wb")
     err = (log_dir / f"{name}.err").open("wb")
     try:
         return subprocess.Popen(
-            [sys.executable, *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=giqa_env()
+            [sys.executable, *args],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=giqa_env(**(env or {})),
         )
     finally:
         out.close()
@@ -141,3 +148,38 @@ def marked_servers(token: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
     return found
+
+
+def listening_port(process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
+    """The TCP port ``process`` listens on (a server started with port 0), once it listens."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the process exited with {process.returncode} before it listened")
+        try:
+            ports = [
+                c.laddr.port
+                for c in psutil.Process(process.pid).net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN
+            ]
+        except psutil.NoSuchProcess:
+            ports = []
+        if ports:
+            return ports[0]
+        time.sleep(0.1)
+    raise AssertionError(f"the process did not listen within {timeout_s:.0f} s")
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    """Until ``url`` + ``/ready`` answers 200 (a giqa service with its backend loaded)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the service exited with {process.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/ready", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url}/ready did not answer 200 within {timeout_s:.0f} s")

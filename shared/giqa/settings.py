@@ -84,6 +84,24 @@ class PipelineSettings(BaseModel):
     box_form: Literal["grid", "norm"] = Field("grid", description="Stage-4 box text form")
     max_image_pixels: int = Field(40_000_000, ge=1, description="images with more pixels are refused")
     device: str | None = Field(None, description="torch device for the backends; default cuda if present")
+    detector_url: str | None = Field(
+        None, description="detector service base URL (http://host:port); None: the in-process detector"
+    )
+    judge_url: str | None = Field(
+        None, description="iqa_filter service base URL (http://host:port); None: the in-process judge"
+    )
+    services_api_key: SecretStr | None = Field(
+        None, description="bearer key sent to the detector and iqa_filter services"
+    )
+    remote_timeout_s: float = Field(120.0, gt=0, description="detector/judge service: seconds per request")
+    remote_max_retries: int = Field(
+        3, ge=0, description="detector/judge service: retries of transient faults"
+    )
+
+    @field_validator("detector_url", "judge_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else http_url(value)
 
 
 class AnnotateSettings(BaseModel):
@@ -115,6 +133,12 @@ class ServiceSettings(BaseModel):
     )
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
     request_timeout_s: float = Field(120.0, gt=0, description="a request running longer gets 504")
+    model_concurrency: int = Field(
+        1, ge=1, description="model calls a service runs at once (1 for one torch model on one device)"
+    )
+    max_queued: int = Field(
+        32, ge=0, description="requests waiting for the model beyond which a service answers 503 (overloaded)"
+    )
 
 
 class InferenceSettings(BaseModel):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from giqa.settings import LLMSettings, PipelineSettings, Settings
+from giqa.settings import LLMSettings, PipelineSettings, Settings, http_url
 
 log = logging.getLogger("giqa")
 
@@ -35,8 +35,43 @@ class JudgeConfigError(ValueError):
     """Settings that do not describe a usable judge or detector (e.g. qinstruct without a model path)."""
 
 
-def make_judge(cfg: PipelineSettings, *, backend: str | None = None, model: Path | None = None) -> Any:
-    """The configured :class:`giqa.ports.QualityJudge` (``backend``/``model`` override the settings)."""
+def _api_key(cfg: PipelineSettings) -> str | None:
+    return cfg.services_api_key.get_secret_value() if cfg.services_api_key else None
+
+
+def _remote_url(url: str | None, configured: str | None, *, local: bool, what: str) -> str | None:
+    """The service URL to use, if any (decided): an explicit argument beats the settings, so an explicit
+    ``url`` means the service, an explicit local model or backend means in-process even where the
+    settings name a service, and both explicit at once is an error."""
+    if url and local:
+        raise JudgeConfigError(f"give the {what} either as a service URL or as a local model, not both")
+    if url:
+        return http_url(url)
+    return None if local else configured
+
+
+def make_judge(
+    cfg: PipelineSettings,
+    *,
+    backend: str | None = None,
+    model: Path | None = None,
+    url: str | None = None,
+) -> Any:
+    """The configured :class:`giqa.ports.QualityJudge` (``backend``/``model`` override the settings).
+
+    With ``url`` (or ``pipeline.judge_url`` and neither ``backend`` nor ``model``): the HTTP client of that
+    iqa_filter service (:class:`giqa.backends.remote.RemoteJudge`); the service's settings choose its judge.
+    """
+    remote = _remote_url(url, cfg.judge_url, local=backend is not None or model is not None, what="judge")
+    if remote:
+        from giqa.backends.remote import RemoteJudge
+
+        return RemoteJudge(
+            remote,
+            api_key=_api_key(cfg),
+            timeout_s=cfg.remote_timeout_s,
+            max_retries=cfg.remote_max_retries,
+        )
     name = backend or cfg.judge_backend
     if name == "classical":
         from giqa.backends.classical import ClassicalJudge
@@ -58,10 +93,28 @@ def make_detector(
     model: Path | None = None,
     box_threshold: float | None = None,
     text_threshold: float | None = None,
+    url: str | None = None,
 ) -> Any:
     """The configured :class:`giqa.ports.Detector` (Grounding DINO from a local folder); the keyword
     arguments, when given, override the settings. With no model given or configured, the shipped demo
-    detector (:func:`shipped_detector`)."""
+    detector (:func:`shipped_detector`).
+
+    With ``url`` (or ``pipeline.detector_url`` and no ``model``): the HTTP client of that detector service
+    (:class:`giqa.backends.remote.RemoteDetector`); thresholds given here are sent with every request,
+    else the service's settings apply.
+    """
+    remote = _remote_url(url, cfg.detector_url, local=model is not None, what="detector")
+    if remote:
+        from giqa.backends.remote import RemoteDetector
+
+        return RemoteDetector(
+            remote,
+            api_key=_api_key(cfg),
+            timeout_s=cfg.remote_timeout_s,
+            max_retries=cfg.remote_max_retries,
+            box_threshold=box_threshold,
+            text_threshold=text_threshold,
+        )
     path = model or cfg.detector_model
     if path is None:
         path = shipped_detector()

@@ -171,9 +171,19 @@ class GroundingDinoDetector:
         return self.detect_batch([image], [phrases])[0]
 
     def detect_batch(
-        self, images: Sequence[Image.Image], phrases: Sequence[Sequence[str]]
+        self,
+        images: Sequence[Image.Image],
+        phrases: Sequence[Sequence[str]],
+        *,
+        box_threshold: float | None = None,
+        text_threshold: float | None = None,
     ) -> list[list[list[Detection]]]:
-        """Detections per image, per phrase (in the order given)."""
+        """Detections per image, per phrase (in the order given). The thresholds, when given, replace the
+        detector's for this call only (the detector service takes them per request)."""
+        thresholds = (
+            self.box_threshold if box_threshold is None else box_threshold,
+            self.text_threshold if text_threshold is None else text_threshold,
+        )
         if len(images) != len(phrases):
             raise ValueError(f"{len(images)} images but {len(phrases)} phrase lists")
         out: list[list[list[Detection]]] = [[[] for _ in ps] for ps in phrases]
@@ -187,12 +197,14 @@ class GroundingDinoDetector:
         for members in groups.values():
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start : start + self.batch_size]
-                results = self._run([rgb[i] for i, _ in chunk], [phrases[i][j] for i, j in chunk])
+                results = self._run([rgb[i] for i, _ in chunk], [phrases[i][j] for i, j in chunk], thresholds)
                 for (i, j), dets in zip(chunk, results, strict=True):
                     out[i][j] = dets
         return out
 
-    def _run(self, images: list[Image.Image], phrases: list[str]) -> list[list[Detection]]:
+    def _run(
+        self, images: list[Image.Image], phrases: list[str], thresholds: tuple[float, float]
+    ) -> list[list[Detection]]:
         torch = self._torch
         texts = [prompt_for(p) for p in phrases]
         inputs = self.processor(images=images, text=texts, return_tensors="pt", padding=True, truncation=True)
@@ -208,8 +220,8 @@ class GroundingDinoDetector:
                 pred[b],
                 self._phrase_token_mask(ids[b], probs.shape[-1]),
                 phrases[b],
-                box_threshold=self.box_threshold,
-                text_threshold=self.text_threshold,
+                box_threshold=thresholds[0],
+                text_threshold=thresholds[1],
                 nms_iou=self.nms_iou,
                 max_detections=self.max_detections,
             )

@@ -95,3 +95,11 @@ def crop(image: Image.Image, box: BoxLike, min_side: int = 1) -> Image.Image:
         y1 = max(0, min(height - min_h, (y1 + y2 - min_h) // 2))
         y2 = y1 + min_h
     return image.crop((x1, y1, x2, y2))
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """``image`` as PNG bytes (lossless, so the receiver decodes the very pixels sent; fast compression,
+    since these bytes cross a network once and are not stored)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

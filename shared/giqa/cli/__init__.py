@@ -13,6 +13,7 @@ from giqa.cli.demo import demo as demo_command
 from giqa.cli.eval import app as eval_app
 from giqa.cli.llm import app as llm_app
 from giqa.cli.predict import predict_command
+from giqa.cli.serve import app as serve_app
 from giqa.cli.stages import detect as detect_command
 from giqa.cli.stages import judge as judge_command
 from giqa.cli.synth import app as synth_app
@@ -39,6 +40,7 @@ app.command("judge")(judge_command)
 app.command("train", context_settings=TRAIN_CONTEXT, add_help_option=False)(train_command)
 app.command("demo")(demo_command)
 app.command("train-detector")(train_detector_command)
+app.add_typer(serve_app, name="serve")
 app.add_typer(db_app, name="db")
 
 

@@ -87,6 +87,24 @@ def annotate(
     form: Annotated[
         Literal["grid", "norm"] | None, typer.Option("--form", help="box text form (default: settings)")
     ] = None,
+    detector_url: Annotated[
+        str | None,
+        typer.Option(
+            "--detector-url",
+            callback=url_option,
+            help="detector service base URL, e.g. http://127.0.0.1:8101 (default: settings "
+            "pipeline.detector_url, else in process); not with --detector",
+        ),
+    ] = None,
+    judge_url: Annotated[
+        str | None,
+        typer.Option(
+            "--judge-url",
+            callback=url_option,
+            help="iqa_filter service base URL (default: settings pipeline.judge_url, else in process); "
+            "not with --judge/--judge-model",
+        ),
+    ] = None,
 ) -> None:
     """Stages 1–4 and VQA generation over images with quality descriptions; writes a LLaVA dataset.
 
@@ -94,6 +112,7 @@ def annotate(
     image), stats.md / stats.json (Table 1 and the run report), box_area.png (raw vs refined box areas).
     """
     from giqa.backends.factory import JudgeConfigError, annotate_config, make_detector, make_judge
+    from giqa.backends.remote import RemoteDetector, RemoteJudge
     from giqa.files import OutputPathError, check_output_dir
     from giqa.pipeline.export import export_from_audit
     from giqa.pipeline.inputs import read_inputs
@@ -107,10 +126,15 @@ def annotate(
         if first is None:
             raise ValueError(f"no (image, description) pairs in {descriptions or images}")
         items = itertools.chain([first], items)
-        detector_backend = make_detector(settings.pipeline, model=detector)
-        judge_backend = make_judge(settings.pipeline, backend=judge, model=judge_model)
+        detector_backend = make_detector(settings.pipeline, model=detector, url=detector_url)
+        judge_backend = make_judge(settings.pipeline, backend=judge, model=judge_model, url=judge_url)
     except (ValueError, FileNotFoundError, JudgeConfigError, OutputPathError) as exc:
         raise _fail(str(exc)) from exc
+    for backend in (detector_backend, judge_backend):
+        if isinstance(backend, (RemoteDetector, RemoteJudge)):  # refuse up front, not after every sample
+            health = backend.health()
+            if not health.ok:
+                raise _fail(health.detail, EXIT_UNAVAILABLE)
     config = annotate_config(settings, form)
     started = time.perf_counter()
     try:

@@ -53,12 +53,15 @@ class SafetyNetGroup(TyperGroup):
     """
 
     def invoke(self, ctx: Any) -> Any:  # click.Context; typer vendors click privately
+        from giqa.backends.errors import RemoteBackendError
         from giqa.files import InputFileError, OutputPathError
         from giqa.llm.errors import LLMUnavailableError
         from giqa.settings import SettingsError
 
         try:
             return super().invoke(ctx)
+        except RemoteBackendError as exc:
+            raise fail(str(exc), EXIT_UNAVAILABLE if exc.retryable else EXIT_BAD_INPUT) from exc
         except LLMUnavailableError as exc:
             raise fail(f"the server does not answer: {exc}", EXIT_UNAVAILABLE) from exc
         except ConnectionError as exc:

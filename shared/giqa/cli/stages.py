@@ -16,6 +16,7 @@ import typer
 from giqa.backends.classical_words import known_words_text
 from giqa.boxes import BoxError, as_box
 from giqa.cli.common import fail as _fail
+from giqa.cli.common import url_option
 from giqa.settings import get_settings
 
 
@@ -41,6 +42,15 @@ def detect(
         float | None,
         typer.Option("--text-threshold", min=0.0, max=1.0, help="text threshold (default: settings)"),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            callback=url_option,
+            help="ask this detector service (base URL) instead of loading a model (default: settings "
+            "pipeline.detector_url); not with --model",
+        ),
+    ] = None,
 ) -> None:
     """Stage 2: Grounding DINO boxes (normalized x1, y1, x2, y2) and scores for each phrase, as JSON."""
     from giqa.backends.images import ImageError, load_image
@@ -57,7 +67,9 @@ def detect(
     from giqa.backends.gdino import detections_to_json
 
     try:
-        detector = make_detector(cfg, model=model, box_threshold=threshold, text_threshold=text_threshold)
+        detector = make_detector(
+            cfg, model=model, box_threshold=threshold, text_threshold=text_threshold, url=url
+        )
     except (FileNotFoundError, OSError, ValueError) as exc:
         raise _fail(f"cannot load the detector: {exc}") from None
     results = detector.detect(img, phrases)
@@ -98,6 +110,15 @@ def judge(
         Path | None,
         typer.Option("--model", help="llava-hf Q-Instruct folder (default: pipeline.judge_model)"),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            callback=url_option,
+            help="ask this iqa_filter service (base URL) instead of judging here (default: settings "
+            "pipeline.judge_url); not with --backend/--model",
+        ),
+    ] = None,
 ) -> None:
     """Stage 3: ask "Is the image quality <quality>?" about the crop of one box; prints JSON with p_yes.
 
@@ -121,7 +142,7 @@ def judge(
     except ImageError as exc:
         raise _fail(str(exc)) from None
     try:
-        quality_judge = make_judge(cfg, backend=backend, model=model)
+        quality_judge = make_judge(cfg, backend=backend, model=model, url=url)
     except (JudgeConfigError, FileNotFoundError, OSError, ValueError) as exc:
         raise _fail(f"cannot load the judge: {exc}") from None
     result = quality_judge.judge(img, norm_box, quality)

@@ -161,7 +161,9 @@ def annotate_sample(
         )
         lap("stage3_4")
     except Exception as exc:  # a backend or stage bug must not stop a 100k-sample run; it is recorded
-        return _failed(record, "stages2-4", f"{type(exc).__name__}: {exc}")
+        # a remote detector or judge that is down (RemoteBackendError.retryable) is worth a resume
+        retryable = bool(getattr(exc, "retryable", False))
+        return _failed(record, "stages2-4", f"{type(exc).__name__}: {exc}", retryable)
     record["refined"] = [r.to_dict() for r in done.refined]
     record["fuse"] = done.fused
     record["des"] = done.des.model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""The detector service: batched Grounding DINO detection behind ``POST /v1/detect``."""
