@@ -135,12 +135,25 @@ def _run(state: InferenceState, key: Any, payloads: Any) -> Any:
     return run_batch(state.engine, key, payloads)
 
 
+def load_backend(settings: Settings) -> Engine:
+    """The configured model backend, loaded (``giqa serve``'s convention: called before the port opens, so
+    a bad model path is a one-line error)."""
+    return build_engine(settings.inference)
+
+
 def create_app_from_settings(
-    settings: Settings, *, engine_factory: Callable[[], Engine] | None = None
+    settings: Settings,
+    *,
+    backend: Engine | None = None,
+    engine_factory: Callable[[], Engine] | None = None,
 ) -> FastAPI:
-    """The inference app for ``settings`` (the model loads when the app starts: run it under uvicorn or a
-    TestClient context). ``engine_factory`` replaces :func:`build_engine` (another backend)."""
+    """The inference app for ``settings``. With ``backend`` (already loaded, :func:`load_backend`) the app
+    only warms it up at start; otherwise the model loads when the app starts, in a thread, while /health
+    answers and /ready says 503 (run it under uvicorn or a TestClient context). ``engine_factory``
+    replaces :func:`build_engine`."""
     cfg = settings.inference
+    if backend is not None:
+        engine_factory = lambda: backend  # noqa: E731
     state = InferenceState(settings, engine_factory or (lambda: build_engine(cfg)))
 
     @asynccontextmanager

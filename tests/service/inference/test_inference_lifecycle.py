@@ -89,3 +89,41 @@ def test_requests_over_the_time_limit_get_504_and_leave_the_queue(tmp_path: Path
         assert client.post("/v1/score", json=body).status_code == 200
         calls = client.get("/metrics").text
         assert 'giqa_http_errors_total{code="timeout"}' in calls
+
+
+def test_a_backend_loaded_before_the_app_is_served_as_is() -> None:
+    """``giqa serve``'s convention: ``load_backend(settings)`` first, then the app around it."""
+    from PIL import Image
+
+    from giqa.ports import Health
+    from services.inference.app import load_backend
+
+    class Scripted:  # a backend with fixed answers: the app's wiring is under test, not a model
+        model_name = "scripted"
+
+        def generate(self, items, max_new_tokens):
+            return ["The [cat](<0, 399>) is blurry." for _ in items]
+
+        def word_probs(self, items, words):
+            return [dict.fromkeys(words, 0.2) for _ in items]
+
+        def top_tokens(self, items, k):
+            return [[("good", -0.1)] for _ in items]
+
+        def count_tokens(self, text):
+            return len(text.split())
+
+        def health(self):
+            return Health(True)
+
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 10)).save(buffer, format="PNG")
+    app = create_app_from_settings(Settings(inference=InferenceSettings(warmup=False)), backend=Scripted())
+    with TestClient(app) as client:
+        assert app.state.inference.ready.wait(5)
+        body = client.post("/v1/assess", files={"image": ("a.png", buffer.getvalue())}).json()
+        assert body["model"] == "scripted" and body["objects"][0]["boxes"][0]["pixels"] == [0, 0, 20, 10]
+    with pytest.raises(ValueError, match="vllm backend"):
+        load_backend(Settings(inference=InferenceSettings(model="http://127.0.0.1:1/v1")))
