@@ -522,3 +522,10 @@ def _chat_input(body: ChatRequest) -> tuple[str, str, bytes]:
     if not texts:
         raise ServiceError(400, "the user message has no text: ask a question about the image")
     return "\n".join(texts), prefix, _b64(images[0])
+
+
+def app() -> FastAPI:
+    """The app from the environment's settings: ``uvicorn services.inference.app:app --factory``."""
+    from giqa.settings import get_settings
+
+    return create_app_from_settings(get_settings())

@@ -7,27 +7,9 @@ With nothing configured it serves the shipped demo VLM on 127.0.0.1:8000; the op
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import typer
 
 from giqa.cli.common import EXIT_BAD_INPUT, fail
-
-
-def _services_importable() -> None:
-    """``services/`` sits beside ``shared/`` in a checkout (not in the wheel): make it importable."""
-    try:
-        import services.inference  # noqa: F401
-
-        return
-    except ImportError:
-        pass
-    root = Path(__file__).resolve().parents[3]
-    if (root / "services" / "inference" / "app.py").is_file():
-        sys.path.insert(0, str(root))
-        return
-    raise fail(f"the inference service code (services/inference) is not found beside {root / 'shared'}")
 
 
 def inference(
@@ -82,13 +64,9 @@ def inference(
             detect_arch(cfg.model)  # a clear error now, not a service that never gets ready
         except CheckpointError as exc:
             raise fail(str(exc), EXIT_BAD_INPUT) from None
-    _services_importable()
-    import uvicorn
+    from giqa.cli.serve import serve
 
-    from services.inference.app import create_app_from_settings
-
-    app = create_app_from_settings(settings)
-    uvicorn.run(app, host=host or settings.service.host, port=port, log_level=log_level)
+    serve("inference", host, port, log_level, settings)
 
 
 if __name__ == "__main__":
