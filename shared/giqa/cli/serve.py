@@ -28,6 +28,7 @@ SERVICES: dict[str, tuple[str, int]] = {
     "iqa_filter": ("services.iqa_filter.app", 8102),
     "trainer": ("services.trainer.app", 8500),
     "evaluator": ("services.evaluator.app", 8600),
+    "inference": ("services.inference.app", 8000),  # its command has model options: cli/serve_inference.py
 }
 
 app = typer.Typer(help="Run one HTTP service under uvicorn.", no_args_is_help=True)
@@ -50,7 +51,8 @@ def service_module(name: str) -> Any:
     return importlib.import_module(module)
 
 
-def _serve(name: str, host: str | None, port: int, log_level: str) -> None:
+def serve(name: str, host: str | None, port: int, log_level: str, settings: Any = None) -> None:
+    """Load service ``name``'s backend from ``settings`` (default: the environment's), then serve it."""
     from giqa.settings import get_settings
 
     try:
@@ -58,7 +60,7 @@ def _serve(name: str, host: str | None, port: int, log_level: str) -> None:
     except ModuleNotFoundError:
         raise fail("uvicorn is not installed: pip install 'giqa[services]'") from None
     module = service_module(name)
-    settings = get_settings()
+    settings = settings or get_settings()
     # the backend is loaded before the port opens, so a bad configuration (a model folder that is not
     # there, a judge without its model) ends here in one line instead of in uvicorn's startup traceback
     try:
@@ -82,11 +84,21 @@ LogLevel = Annotated[str, typer.Option("--log-level", help="uvicorn log level")]
 
 def _command(name: str, default_port: int) -> None:
     def command(host: Host = None, port: Port = default_port, log_level: LogLevel = "info") -> None:
-        _serve(name, host, port, log_level)
+        serve(name, host, port, log_level)
 
     command.__doc__ = f"Run the {name} service (see services/{name}/app.py); stops on Ctrl-C / SIGTERM."
     app.command(name)(command)
 
 
 for _name, (_module, _port) in SERVICES.items():
-    _command(_name, _port)
+    if _name != "inference":
+        _command(_name, _port)
+
+
+def _inference_command() -> None:
+    from giqa.cli.serve_inference import inference
+
+    app.command("inference")(inference)
+
+
+_inference_command()
