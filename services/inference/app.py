@@ -59,7 +59,7 @@ from giqa.grounded_text import parse_text, strip_coordinates
 from giqa.ports import Health
 from giqa.questions import des_questions
 from giqa.service import ServiceError, create_app, require_key
-from giqa.settings import Settings
+from giqa.settings import InferenceSettings, Settings
 from giqa.wire import ErrorBody
 from services.inference import answers
 from services.inference.batching import DynamicBatcher, Outcome
@@ -135,10 +135,35 @@ def _run(state: InferenceState, key: Any, payloads: Any) -> Any:
     return run_batch(state.engine, key, payloads)
 
 
+def resolved(settings: Settings) -> InferenceSettings:
+    """The inference settings with a ``checkpoint:<name>`` model resolved to a folder here: a checkpoint a
+    training job registered (:func:`giqa.infra.checkpoints.local_checkpoint`: the trainer's folder when it
+    is on this machine, else fetched once from the object store); served under its name by default."""
+    cfg = settings.inference
+    if not (cfg.model or "").startswith("checkpoint:"):
+        return cfg
+    from giqa.infra.checkpoints import UnknownCheckpoint, local_checkpoint
+    from giqa.infra.db import engine_from_settings, make_sessionmaker, session_scope
+    from giqa.infra.storage import make_store
+
+    name = (cfg.model or "")[len("checkpoint:") :]
+    engine = engine_from_settings(settings)
+    try:
+        factory = make_sessionmaker(engine)
+        folder = local_checkpoint(
+            settings, name, sessions=lambda: session_scope(factory), store=make_store(settings)
+        )
+    except UnknownCheckpoint as exc:
+        raise ValueError(f"GIQA_INFERENCE__MODEL: {exc}") from exc
+    finally:
+        engine.dispose()
+    return cfg.model_copy(update={"model": str(folder), "served_model_name": cfg.served_model_name or name})
+
+
 def load_backend(settings: Settings) -> Engine:
     """The configured model backend, loaded (``giqa serve``'s convention: called before the port opens, so
     a bad model path is a one-line error)."""
-    return build_engine(settings.inference)
+    return build_engine(resolved(settings))
 
 
 def create_app_from_settings(
@@ -154,7 +179,7 @@ def create_app_from_settings(
     cfg = settings.inference
     if backend is not None:
         engine_factory = lambda: backend  # noqa: E731
-    state = InferenceState(settings, engine_factory or (lambda: build_engine(cfg)))
+    state = InferenceState(settings, engine_factory or (lambda: build_engine(resolved(settings))))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

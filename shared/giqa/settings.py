@@ -217,7 +217,9 @@ class InferenceSettings(BaseModel):
         "transformers", description="transformers: the model in-process; vllm: forward to a vLLM server"
     )
     model: str | None = Field(
-        None, description="checkpoint folder (transformers) or vLLM base URL ending in /v1; None: demo VLM"
+        None,
+        description="checkpoint folder, checkpoint:<registered name> (transformers), or vLLM base URL "
+        "ending in /v1; None: demo VLM",
     )
     served_model_name: str | None = Field(
         None, description="model id in answers and /v1/models (and sent to vLLM); default: the folder name"

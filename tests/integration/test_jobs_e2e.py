@@ -4,7 +4,8 @@ and the trainer and evaluator services and a Celery worker per queue (``train``,
 
 - A training job submitted over REST runs the tiny preset (a smaller shape, a few steps) in a child
   process of the train worker to the end; step, loss and total steps reach Postgres; the final model lands
-  in the bucket, is registered by name, and loads from the bucket alone on another machine's cache.
+  in the bucket, is registered by name, loads from the bucket alone on another machine's cache, and the
+  inference service serves it by name (``GIQA_INFERENCE__MODEL=checkpoint:<name>``).
 - A cancel stops the child process: it is gone (psutil), the job reads cancelled, nothing is registered.
 - An evaluation of the shipped demo VLM, registered as a checkpoint, on a GIQA-Synth bench gives the report
   ``giqa predict`` + ``giqa eval --no-judge`` give on the same input, and its files are in the bucket.
@@ -197,6 +198,21 @@ def test_a_training_job_runs_to_the_end_and_registers_its_checkpoint(stack: dict
     model, processor, arch = load_llava(folder, device="cpu")
     assert arch == "llava" and processor is not None and model is not None
     assert "Task giqa.jobs.train[" in stack["stack"].log("worker-train").read_text()
+
+    # the inference service serves it by name (GIQA_INFERENCE__MODEL=checkpoint:tiny-e2e)
+    from fastapi.testclient import TestClient
+
+    from services.inference.app import create_app_from_settings as inference_app
+
+    by_name = settings.model_copy(
+        update={"inference": settings.inference.model_copy(update={"model": "checkpoint:tiny-e2e"})}
+    )
+    with TestClient(inference_app(by_name)) as inference:
+        deadline = time.monotonic() + 120
+        while inference.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, inference.get("/ready").json()
+            time.sleep(0.2)
+        assert [m["id"] for m in inference.get("/v1/models").json()["data"]] == ["tiny-e2e"]
     assert 'giqa_training_jobs{state="succeeded"}' in httpx.get(f"{url}/metrics").text
 
 
