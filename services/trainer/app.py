@@ -18,6 +18,7 @@ Launchers: :mod:`services.trainer.launchers`. Run it with ``uvicorn services.tra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from giqa.wire import ErrorBody
 from services.annotator.tasks import WorkerContext, use_context
 
 NAME = "trainer"
+log = logging.getLogger("giqa.trainer")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a checkpoint name is a store key part and a folder
 # fields the launcher sets: a request that names them would write outside its job folder
 LAUNCHER_FIELDS = ("data", "image_root", "output_dir", "base_model", "preset", "progress", "resume")
@@ -258,6 +260,18 @@ def create_app_from_settings(
         with context.session() as s:
             jobs_dal.fail_lost_jobs(s, stale_before=stale)
 
+    def synced(job: jobs_dal.JobView) -> jobs_dal.JobView:
+        """The job after its launcher had its say (a Kubernetes Job that failed before reporting)."""
+        if job.launcher != "kubernetes" or job.state not in ("pending", "running"):
+            return job
+        try:
+            launcher(job.launcher).sync(job)
+        except Exception as exc:  # the cluster unreachable: show what the database knows
+            log.warning("job %s: cannot read its Kubernetes status: %s", job.id, exc)
+            return job
+        with context.session() as s:
+            return jobs_dal.get_job(s, job_id=job.id) or job
+
     def validate(body: JobIn) -> dict[str, Any]:
         from giqa.infra.db import dal
         from giqa.infra.storage import StorageError
@@ -339,7 +353,8 @@ def create_app_from_settings(
     ) -> list[JobOut]:
         fail_lost()
         with context.session() as s:
-            return [job_out(j) for j in jobs_dal.list_jobs(s, limit=limit, offset=offset, state=state)]
+            found = jobs_dal.list_jobs(s, limit=limit, offset=offset, state=state)
+        return [job_out(synced(j)) for j in found]
 
     @app.get(
         "/v1/jobs/{job_id}", response_model=JobOut, tags=["jobs"], dependencies=operator, responses=errors
@@ -350,7 +365,7 @@ def create_app_from_settings(
             job = jobs_dal.get_job(s, job_id=job_id)
         if job is None:
             raise ServiceError(404, f"job {job_id} not found")
-        return job_out(job)
+        return job_out(synced(job))
 
     @app.post(
         "/v1/jobs/{job_id}/cancel",

@@ -184,11 +184,32 @@ def manifests(job_id: str, k: KubernetesJobSettings) -> list[dict[str, Any]]:
 
 
 class KubernetesApi(Protocol):
-    """What the launcher needs from a cluster: create objects, delete the job's objects."""
+    """What the launcher needs from a cluster: create objects, delete them, read a job's outcome."""
 
     def create(self, manifest: dict[str, Any]) -> None: ...
 
     def delete(self, manifest: dict[str, Any]) -> None: ...
+
+    def status(self, manifest: dict[str, Any]) -> tuple[str, str]:
+        """``(outcome, message)`` of a Job or PyTorchJob: ``active``, ``succeeded``, ``failed`` (with the
+        cluster's reason) or ``missing`` (deleted, or never created)."""
+        ...
+
+
+def outcome_of(status: dict[str, Any] | None) -> tuple[str, str]:
+    """A Job's or PyTorchJob's ``status`` read as :meth:`KubernetesApi.status` answers."""
+    if status is None:
+        return "missing", ""
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        kind = condition.get("type")
+        if kind in ("Failed", "FailureTarget"):
+            reason = condition.get("reason") or "Failed"
+            return "failed", f"{reason}: {condition.get('message') or 'the job failed'}"
+        if kind in ("Complete", "Succeeded", "SuccessCriteriaMet"):
+            return "succeeded", ""
+    return "active", ""
 
 
 class ClientApi:
@@ -221,6 +242,26 @@ class ClientApi:
             self.client.CustomObjectsApi().create_namespaced_custom_object(
                 group, version, ns, "pytorchjobs", manifest
             )
+
+    def status(self, manifest: dict[str, Any]) -> tuple[str, str]:
+        from kubernetes.client.exceptions import ApiException
+
+        ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        try:
+            if manifest["kind"] == "Job":
+                job = self.client.BatchV1Api().read_namespaced_job_status(name, ns)
+                status = self.client.ApiClient().sanitize_for_serialization(job.status)
+            else:
+                group, version = manifest["apiVersion"].split("/")
+                found = self.client.CustomObjectsApi().get_namespaced_custom_object_status(
+                    group, version, ns, "pytorchjobs", name
+                )
+                status = found.get("status") or {}
+        except ApiException as exc:
+            if exc.status == 404:
+                return outcome_of(None)
+            raise
+        return outcome_of(status)
 
     def delete(self, manifest: dict[str, Any]) -> None:
         ns, name, kind = manifest["metadata"]["namespace"], manifest["metadata"]["name"], manifest["kind"]

@@ -30,6 +30,10 @@ class Launcher(Protocol):
         """Called after :func:`~giqa.infra.db.jobs_dal.request_cancel` flagged a running job."""
         ...
 
+    def sync(self, job: jobs_dal.JobView) -> None:
+        """Bring a job that has not ended in line with what runs it (a failure its runner cannot report)."""
+        ...
+
 
 class LocalLauncher:
     name = "local"
@@ -42,6 +46,9 @@ class LocalLauncher:
 
     def cancel(self, job: jobs_dal.JobView) -> None:  # noqa: ARG002 - the interface's signature
         return None  # the worker running it sees the flag within jobs.poll_s
+
+    def sync(self, job: jobs_dal.JobView) -> None:  # noqa: ARG002 - the interface's signature
+        return None  # the worker reports; a dead one is found by its heartbeat (jobs_dal.fail_lost_jobs)
 
 
 class KubernetesLauncher:
@@ -67,6 +74,23 @@ class KubernetesLauncher:
             self.api.delete(manifest)
         with self.sessions() as s:
             jobs_dal.finish_job(s, job_id=job.id, state="cancelled", error="cancelled")
+
+    def sync(self, job: jobs_dal.JobView) -> None:
+        """A Job that failed before its node 0 could report (an image that does not pull, a pod that cannot
+        start, a crash), or that is gone, fails the job with the cluster's reason."""
+        from services.trainer.kubernetes import manifests
+
+        if job.state not in ("pending", "running") or job.k8s_name is None:
+            return
+        outcome, message = self.api.status(manifests(job.id, self.settings.jobs.kubernetes)[-1])
+        error = {
+            "failed": f"kubernetes: {message}",
+            "missing": f"kubernetes: the Job {job.k8s_name} is gone (deleted outside giqa?)",
+            "succeeded": "kubernetes: the Job ended without its node 0 reporting the result",
+        }.get(outcome)
+        if error is not None:
+            with self.sessions() as s:
+                jobs_dal.finish_job(s, job_id=job.id, state="failed", error=error)
 
 
 def make_launcher(

@@ -137,6 +137,11 @@ class FakeApi:
         self.created: list[dict[str, Any]] = []
         self.deleted: list[dict[str, Any]] = []
         self.fail = fail
+        self.outcome: tuple[str, str] = ("active", "")
+
+    def status(self, manifest: dict[str, Any]) -> tuple[str, str]:
+        assert manifest["kind"] in ("Job", "PyTorchJob")
+        return self.outcome
 
     def create(self, manifest: dict[str, Any]) -> None:
         if self.fail:
@@ -330,3 +335,58 @@ def test_the_stack_plan_adds_the_job_services_and_workers_on_request() -> None:
         argv = by_name[f"worker-{queue}"].argv
         assert argv[argv.index("-Q") + 1] == queue and argv[argv.index("-P") + 1] == "solo"
     assert with_jobs.env["GIQA_JOBS__TRAINER_URL"] == "http://127.0.0.1:8501"
+
+
+def test_kubernetes_outcomes_are_read_from_the_job_status() -> None:
+    from services.trainer.kubernetes import outcome_of
+
+    assert outcome_of(None) == ("missing", "")
+    assert outcome_of({"active": 2}) == ("active", "")
+    failed = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                              "message": "Job has reached the specified backoff limit"}]}  # fmt: skip
+    assert outcome_of(failed) == (
+        "failed",
+        "BackoffLimitExceeded: Job has reached the specified backoff limit",
+    )
+    assert outcome_of({"conditions": [{"type": "Complete", "status": "True"}]}) == ("succeeded", "")
+    assert outcome_of({"conditions": [{"type": "Failed", "status": "False"}]}) == ("active", "")
+    assert outcome_of({"conditions": [{"type": "Succeeded", "status": "True"}]}) == (
+        "succeeded",
+        "",
+    )  # PyTorchJob
+
+
+def test_a_kubernetes_job_that_fails_before_reporting_is_failed_with_the_clusters_reason(
+    tmp_path: Path,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from services.trainer.app import create_app_from_settings
+
+    settings = Settings(
+        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", jobs={"launcher": "kubernetes"}
+    )
+    api = FakeApi()
+    app = create_app_from_settings(settings, kubernetes_api=lambda: api)
+    with TestClient(app) as client:
+        from giqa.infra.storage import make_store
+
+        make_store(settings).put_bytes("uploads/d/llava.json", b"[]")
+        body = {
+            "dataset_key": "uploads/d/llava.json",
+            "images_prefix": "uploads/d",
+            "config": {"max_steps": 2},
+        }
+        created = client.post("/v1/jobs", json=body)
+        assert created.status_code == 201, created.text
+        job = created.json()
+        assert job["k8s_name"] == object_name(job["id"]) and [m["kind"] for m in api.created] == ["Job"]
+        assert client.get(f"/v1/jobs/{job['id']}").json()["state"] == "pending"  # active: as it was
+        api.outcome = ("failed", "ImagePullBackOff: cannot pull registry.example.com/giqa/trainer")
+        failed = client.get(f"/v1/jobs/{job['id']}").json()
+        assert failed["state"] == "failed" and "ImagePullBackOff" in failed["error"]
+        api.fail = True  # the cluster refuses a new job: 502, the job recorded failed
+        refused = client.post("/v1/jobs", json=body)
+        assert refused.status_code == 502 and "forbidden" in refused.json()["error"]["message"]
+        states = [j["state"] for j in client.get("/v1/jobs").json()]
+        assert states == ["failed", "failed"]
