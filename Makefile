@@ -4,8 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
 PYTEST_ARGS ?=
+# the annotation platform on this machine: the machine's Postgres and Redis, everything else started here
+STACK_DB ?= postgresql+psycopg://postgres@127.0.0.1:5432/giqa_stack
+STACK_BROKER ?= redis://127.0.0.1:6379/0
+DETECT_WORKERS ?= 1
 
-.PHONY: install demo test test-all lint services bench
+.PHONY: install demo test test-all lint services bench stack stack-stop
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,3 +40,10 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/synth_speed.py
+
+stack: install services
+	GIQA_DB__URL=$${GIQA_DB__URL:-$(STACK_DB)} GIQA_QUEUE__BROKER_URL=$${GIQA_QUEUE__BROKER_URL:-$(STACK_BROKER)} \
+		$(BIN)/giqa stack up --detect-workers $(DETECT_WORKERS)
+
+stack-stop:
+	$(BIN)/giqa stack down

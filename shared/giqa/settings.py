@@ -167,6 +167,75 @@ class InferenceSettings(BaseModel):
     vllm_concurrency: int = Field(8, ge=1, description="requests in flight to the vLLM server")
 
 
+QUEUE_NAMES = ("llm", "detect", "judge", "cpu")
+
+
+class QueueSettings(BaseModel):
+    """Celery on Redis (DESIGN §6): one named queue per resource, so GPU workers scale independently."""
+
+    broker_url: str | None = Field(
+        None, description="redis://host:port/db; None: tasks run in-process (Celery eager mode)"
+    )
+    concurrency: dict[str, int] = Field(
+        default_factory=lambda: dict.fromkeys(QUEUE_NAMES, 1),
+        description="worker processes (or threads) per queue: llm, detect, judge, cpu",
+    )
+    task_time_limit_s: float = Field(600.0, gt=0, description="a task running longer is killed")
+    visibility_timeout_s: float = Field(
+        3600.0, gt=0, description="Redis redelivers an unacknowledged task after this; must outlast any task"
+    )
+    max_retries: int = Field(5, ge=0, description="retries of a task that met a transient fault")
+    retry_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles each retry")
+    retry_backoff_max_s: float = Field(60.0, gt=0, description="longest retry delay")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = value.strip()
+        if not text.startswith(("redis://", "rediss://", "amqp://", "memory://")):
+            raise ValueError(f"broker URL must be redis://host:port/db (or amqp://, memory://); got {text!r}")
+        return text
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = set(value) - set(QUEUE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown queues {sorted(unknown)}; the queues are {', '.join(QUEUE_NAMES)}")
+        if any(n < 1 for n in value.values()):
+            raise ValueError("concurrency per queue must be at least 1")
+        return dict.fromkeys(QUEUE_NAMES, 1) | value
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_tasks(self) -> QueueSettings:
+        # Redis hands an unacknowledged task to another worker after the visibility timeout: with acks_late
+        # a task still running then would run twice at once.
+        if self.visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError(
+                f"visibility_timeout_s ({self.visibility_timeout_s:g}) must be longer than "
+                f"task_time_limit_s ({self.task_time_limit_s:g}), or a running task is delivered again"
+            )
+        return self
+
+
+class AnnotatorSettings(BaseModel):
+    """The annotator service (runs) as its clients see it: ``giqa runs`` talks to it."""
+
+    url: str = Field("http://127.0.0.1:8300", description="the annotator's base URL")
+    operator_key: SecretStr | None = Field(
+        None, description="bearer key ``giqa runs`` sends (operator scope)"
+    )
+    timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of ``giqa runs`` requests")
+    max_upload_images: int = Field(10_000, ge=1, description="images one multipart upload may carry")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value)
+
+
 DB_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
 
 
@@ -255,6 +324,8 @@ class Settings(BaseSettings):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    annotator: AnnotatorSettings = Field(default_factory=AnnotatorSettings)
 
 
 class SettingsError(ValueError):

@@ -13,7 +13,9 @@ from giqa.cli.demo import demo as demo_command
 from giqa.cli.eval import app as eval_app
 from giqa.cli.llm import app as llm_app
 from giqa.cli.predict import predict_command
+from giqa.cli.runs import app as runs_app
 from giqa.cli.serve import app as serve_app
+from giqa.cli.stack import app as stack_app
 from giqa.cli.stages import detect as detect_command
 from giqa.cli.stages import judge as judge_command
 from giqa.cli.synth import app as synth_app
@@ -34,6 +36,8 @@ app.add_typer(llm_app, name="llm")
 app.command("annotate")(annotate_command)
 app.command("tags")(tags_command)
 app.add_typer(eval_app, name="eval")
+app.add_typer(runs_app, name="runs")
+app.add_typer(stack_app, name="stack")
 app.command("predict")(predict_command)
 app.command("detect")(detect_command)
 app.command("judge")(judge_command)

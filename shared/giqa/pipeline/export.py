@@ -176,19 +176,44 @@ def export_from_audit(
     val_fraction: float = 0.05,
     vqa_limit: int | None = None,
 ) -> dict[str, Any]:
+    """:func:`export_records` over an audit JSONL (the last line per sample key winning). Returns the
+    statistics."""
+    last, index = scan_audit(audit_path)
+    entries = [(i, c) for per_key in index.values() for i, c in per_key]
+    del index
+    return export_records(
+        entries,
+        iter_audit(audit_path, last),
+        out_dir,
+        seed=seed,
+        val_fraction=val_fraction,
+        vqa_limit=vqa_limit,
+    )
+
+
+def export_records(
+    vqa_entries: Iterable[tuple[str, str]],
+    records: Iterable[dict[str, Any]],
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.05,
+    vqa_limit: int | None = None,
+) -> dict[str, Any]:
     """Write ``train.json``/``val.json`` (LLaVA), ``stats.json``/``stats.md`` (Table 1), ``box_area.png``
-    (Fig. 6) and ``report.json`` from an audit JSONL. Returns the statistics."""
+    (Fig. 6) and ``report.json`` from audit records (one per sample, in run order) and the ``(id, class)``
+    entries of every record's ``vqa_index`` (the balancing pass reads only these). The one exporter:
+    ``giqa annotate`` reads the records from its audit file, the annotation platform from its database.
+    Returns the statistics."""
     from giqa.pipeline.stats import DatasetStats, RunReport
 
-    last, index = scan_audit(audit_path)
-    keep = balance_vqa((tuple(e) for entries in index.values() for e in entries), seed=seed, limit=vqa_limit)  # type: ignore[misc]
-    del index
+    keep = balance_vqa(vqa_entries, seed=seed, limit=vqa_limit)
 
     stats, report = DatasetStats(), RunReport()
     paths = {"train": out_dir / "train.json", "val": out_dir / "val.json"}
     with atomic_writer(paths["train"]) as train_handle, atomic_writer(paths["val"]) as val_handle:
         writers = {"train": JsonListWriter(train_handle), "val": JsonListWriter(val_handle)}
-        for record in iter_audit(audit_path, last):
+        for record in records:
             report.add(record)
             if record.get("status") != "ok":
                 continue
@@ -219,6 +244,9 @@ def export_from_audit(
     with atomic_writer(out_dir / "box_area.png", "wb") as handle:
         stats.plot_histogram(handle)
     return summary
+
+
+EXPORT_FILES = ("train.json", "val.json", "stats.json", "stats.md", "report.json", "box_area.png")
 
 
 def _area(box: list[float]) -> float:

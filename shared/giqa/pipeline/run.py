@@ -14,172 +14,66 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from tqdm import tqdm
 
 from giqa.backends.images import ImageError, load_image
 from giqa.files import inside
-from giqa.llm.errors import LLMError, LLMUnavailableError
-from giqa.pipeline.export import vqa_index
-from giqa.pipeline.fuse import fuse_traced
 from giqa.pipeline.inputs import InputItem
-from giqa.pipeline.refine import RefineConfig, RefinedTag, refine_tag
-from giqa.pipeline.tags import TagRules, extract_tags, prompt_fingerprint
+from giqa.pipeline.stages import (
+    AnnotateConfig,
+    Assembled,
+    Backends,
+    annotate_image,
+    assemble,
+    build_record,
+)
+from giqa.pipeline.tags import prompt_fingerprint
 from giqa.pipeline.vqa import (
     KeyObject,
     VQAResult,
     VQARules,
     check_and_ground,
-    generate_vqa,
     to_samples,
     vqa_prompt_fingerprint,
 )
-from giqa.ports import ChatLLM, Detection, Detector, QualityJudge
-from giqa.questions import draw_des_question
-from giqa.schemas import GroundedObject, Sample, Tag
+from giqa.schemas import Sample
 
-
-@dataclass(frozen=True)
-class AnnotateConfig:
-    tag_rules: TagRules = field(default_factory=TagRules)
-    vqa_rules: VQARules = field(default_factory=VQARules)
-    refine: RefineConfig = field(default_factory=RefineConfig)
-    stage1_mode: str = "sentences"
-    stage1_few_shot: bool = True
-    seed: int = 0
-    max_image_pixels: int = 40_000_000
-
-
-@dataclass
-class Backends:
-    llm: ChatLLM
-    detector: Detector
-    judge: QualityJudge | None
-
-
-@dataclass
-class Assembled:
-    """Stages 3–4 and the DES sample for one description, from its tags and detections."""
-
-    refined: list[RefinedTag]
-    fused: dict[str, Any]
-    des: Sample
-    objects: list[KeyObject]
-
-
-def assemble(
-    key: str,
-    image_ref: str,
-    description: str,
-    tags: Sequence[Tag],
-    detections: Sequence[Sequence[Detection]],
-    image: Image.Image | None,
-    judge: QualityJudge | None,
-    config: AnnotateConfig,
-) -> Assembled:
-    """Stage 3 per tag (IQA-Filter + Box-Merge), Stage 4 fusion, the DES sample (pure over the judge)."""
-    rules = config.vqa_rules
-    refined = [
-        refine_tag(image, tag, found, judge, config.refine)
-        for tag, found in zip(tags, detections, strict=True)
-    ]
-    grounded = [(r.tag.phrase, r.merged) for r in refined if r.merged]
-    fused = fuse_traced(description, grounded, form=rules.form, n=rules.n, m=rules.m)
-    placed = {p.phrase for p in fused.placed}
-    objects = [
-        KeyObject(r.tag.phrase, r.tag.quality, r.tag.effect, tuple(r.merged))
-        for r in refined
-        if r.merged and r.tag.phrase in placed
-    ]
-    des = Sample(
-        id=f"{key}-des",
-        image=image_ref,
-        task="des",
-        mode="grounding" if objects else "none",
-        question=draw_des_question(key, seed=config.seed, form=rules.form, n=rules.n, m=rules.m),
-        answer=fused.text,
-        objects=[
-            GroundedObject(phrase=o.phrase, boxes=list(o.boxes), quality=o.quality, effect=o.effect)
-            for o in objects
-        ],
-    )
-    return Assembled(refined, fused.to_dict(), des, objects)
-
-
-def _failed(record: dict[str, Any], stage: str, reason: str, retryable: bool = False) -> dict[str, Any]:
-    record["status"] = "failed"
-    record["failure"] = {"stage": stage, "reason": reason, "retryable": retryable}
-    return record
+__all__ = [
+    "AnnotateConfig",
+    "Assembled",
+    "Backends",
+    "annotate_image",
+    "annotate_sample",
+    "assemble",
+    "read_done",
+    "run_annotation",
+    "vqa_from_recorded",
+]
 
 
 def annotate_sample(
     item: InputItem, images_dir: Path, backends: Backends, config: AnnotateConfig
 ) -> dict[str, Any]:
-    """Every stage for one (image, description); the audit record, failed or not. Never raises on data."""
-    record: dict[str, Any] = {"key": item.key, "image": item.image, "description": item.description}
+    """Every stage for one (image path, description): the input checks and image loading, then
+    :func:`giqa.pipeline.stages.annotate_image`. The audit record, failed or not; never raises on data."""
     timings: dict[str, float] = {}
-    record["timings"] = timings
-    record["status"] = "ok"
-    record["failure"] = None
+
+    def failed(reason: str) -> dict[str, Any]:
+        failure = {"stage": "input", "reason": reason, "retryable": False}
+        return build_record(item.key, item.image, item.description, {}, timings=timings, failure=failure)
+
     if item.problem:
-        return _failed(record, "input", item.problem)
+        return failed(item.problem)
     clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[stage] = round(timings.get(stage, 0.0) + now - clock, 4)
-        clock = now
-
     try:  # an input file must not make the pipeline open files outside the images folder
         image = load_image(inside(images_dir, item.image), config.max_image_pixels)
     except (ImageError, ValueError) as exc:
-        return _failed(record, "input", str(exc))
-    lap("load")
-    try:
-        stage1 = extract_tags(
-            backends.llm,
-            item.description,
-            config.tag_rules,
-            mode=config.stage1_mode,
-            few_shot=config.stage1_few_shot,
-        )
-    except LLMError as exc:
-        return _failed(record, "stage1", f"{type(exc).__name__}: {exc}", isinstance(exc, LLMUnavailableError))
-    lap("stage1")
-    record["stage1"] = stage1.to_dict()
-    try:
-        phrases = [t.phrase for t in stage1.tags]
-        detections = backends.detector.detect(image, phrases) if phrases else []
-        lap("stage2")
-        done = assemble(
-            item.key, item.image, item.description, stage1.tags, detections, image, backends.judge, config
-        )
-        lap("stage3_4")
-    except Exception as exc:  # a backend or stage bug must not stop a 100k-sample run; it is recorded
-        # a remote detector or judge that is down (RemoteBackendError.retryable) is worth a resume
-        retryable = bool(getattr(exc, "retryable", False))
-        return _failed(record, "stages2-4", f"{type(exc).__name__}: {exc}", retryable)
-    record["refined"] = [r.to_dict() for r in done.refined]
-    record["fuse"] = done.fused
-    record["des"] = done.des.model_dump(mode="json")
-    try:
-        vqa = generate_vqa(backends.llm, item.description, done.objects, config.vqa_rules)
-    except LLMError as exc:
-        # The DES sample stands; VQA falls back to the tag templates and the failure is recorded.
-        record["vqa_failure"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-        vqa = check_and_ground([], done.objects, config.vqa_rules)
-    lap("vqa")
-    record["vqa"] = vqa.to_dict()
-    record["vqa_samples"] = [
-        s.model_dump(mode="json") for s in to_samples(item.key, item.image, vqa, done.objects)
-    ]
-    record["vqa_index"] = vqa_index(record["vqa_samples"])
-    return record
+        return failed(str(exc))
+    timings["load"] = round(time.perf_counter() - clock, 4)
+    return annotate_image(item.key, image, item.image, item.description, backends, config, timings=timings)
 
 
 def vqa_from_recorded(

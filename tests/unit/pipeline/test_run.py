@@ -15,72 +15,16 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from giqa.boxes import Box
 from giqa.grounded_text import parse, strip_coordinates
-from giqa.llm.errors import LLMOutputError, LLMUnavailableError
 from giqa.pipeline.export import export_from_audit
 from giqa.pipeline.inputs import read_inputs
 from giqa.pipeline.run import AnnotateConfig, Backends, read_done, run_annotation
-from giqa.ports import Detection, Health
+from giqa.ports import Detection
 from giqa.schemas import LlavaRecord, Sample
 from giqa.synth import SceneRecord, write_scenes
+from scripted_backends import ScriptedLLM, TruthDetector
 
 pytestmark = pytest.mark.unit
-
-
-class ScriptedLLM:
-    """Answers Stage 1 with the true tags of the asked sentence and VQA with one question; fails on cue
-    words."""
-
-    model_name = "scripted"
-
-    def __init__(self, records: dict[str, SceneRecord]) -> None:
-        self.by_description = {r.description: r for r in records.values()}
-        self.calls = 0
-
-    def health(self) -> Health:
-        return Health(True)
-
-    def chat(self, messages: Sequence[dict[str, Any]], **_: Any) -> str:
-        return ""
-
-    def chat_json(self, messages: Sequence[dict[str, Any]], schema: dict[str, Any], **_: Any) -> Any:
-        self.calls += 1
-        text = messages[-1]["content"].removeprefix("Description: ").split("\n")[0]
-        if "GARBAGE" in text:
-            raise LLMOutputError("chat_json: no valid answer in 3 tries; last problem: not JSON", raw="<<")
-        if "DOWN" in text:
-            raise LLMUnavailableError("chat_json: http://x/v1 failed 3 times; last error: ConnectError")
-        record = next(r for d, r in self.by_description.items() if text in d)
-        if schema["title"] == "quality_tags":  # Stage 1 asks sentence by sentence
-            return {"tags": [t.model_dump() for t in record.tags if t.phrase.lower() in text.lower()]}
-        if "VQAFAIL" in record.description:
-            raise LLMOutputError("vqa garbage")
-        first = record.tags[0]
-        return {
-            "qa": [{"type": "yes_no", "question": f"Is the {first.phrase} {first.quality}?", "answer": "No"}]
-        }
-
-
-class TruthDetector:
-    def __init__(self, records: dict[str, SceneRecord]) -> None:
-        self.boxes = {o.phrase: Box(*o.box) for r in records.values() for o in r.objects}
-
-    def health(self) -> Health:
-        return Health(True)
-
-    def detect(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Detection]]:
-        out = []
-        for phrase in phrases:
-            box = self.boxes[phrase]
-            jitter = Box(
-                box.x1, box.y1, min(1.0, box.x2 + 0.01), box.y2
-            )  # covers the box: Box-Merge folds it
-            out.append([Detection(box, 0.9, phrase), Detection(jitter, 0.5, phrase)])
-        return out
-
-    def detect_batch(self, images: Sequence[Image.Image], phrases: Sequence[Sequence[str]]) -> Any:
-        return [self.detect(i, p) for i, p in zip(images, phrases, strict=True)]
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +188,65 @@ def test_image_paths_outside_the_images_folder_are_never_opened(
     reasons = [a["failure"]["reason"] for a in audit]
     assert all(("leads outside" in r or "is absolute" in r) and a["failure"]["stage"] == "input"
                for r, a in zip(reasons, audit, strict=True)), reasons  # fmt: skip
+
+
+def test_stages_one_at_a_time_through_json_give_the_embedded_record(
+    world: tuple[Path, dict[str, SceneRecord]],
+) -> None:
+    """The annotation platform runs each stage as a task and keeps its payload in a database column
+    between them: stage by stage with a JSON round trip in between must give annotate_image's record."""
+    from giqa.backends.classical import ClassicalJudge
+    from giqa.backends.images import decode_image
+    from giqa.pipeline import stages
+
+    root, records = world
+    config = AnnotateConfig()
+    judge = ClassicalJudge()
+    for image_ref, truth in records.items():
+        backends = Backends(llm=ScriptedLLM(records), detector=TruthDetector(records), judge=judge)
+        image = decode_image((root / image_ref).read_bytes(), where=image_ref)
+        key = f"k-{image_ref}"
+        whole = stages.annotate_image(key, image, image_ref, truth.description, backends, config)
+
+        def through_json(payload: dict[str, Any]) -> dict[str, Any]:
+            return json.loads(json.dumps(payload))
+
+        s1 = through_json(stages.run_stage1(backends.llm, truth.description, config))
+        det = through_json(stages.run_detect(backends.detector, image, stages.phrases_of(s1)))
+        asm = through_json(
+            stages.run_assemble(key, image_ref, truth.description, s1, det, image, judge, config)
+        )
+        vqa = through_json(stages.run_vqa(backends.llm, key, image_ref, truth.description, asm, config))
+        payloads = {"stage1": s1, "detect": det, "assemble": asm, "vqa": vqa}
+        piecewise = stages.build_record(key, image_ref, truth.description, payloads)
+        whole.pop("timings"), piecewise.pop("timings")
+        assert json.dumps(piecewise) == json.dumps(whole)
+        assert any(any(j is not None for j in r["judgements"]) for r in whole["refined"])  # judge ran
+
+
+def test_a_stage_failure_is_recorded_under_the_audit_stage_names(
+    world: tuple[Path, dict[str, SceneRecord]],
+) -> None:
+    from giqa.backends.images import decode_image
+    from giqa.pipeline import stages
+
+    class BrokenDetector(TruthDetector):
+        def detect(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Detection]]:
+            raise RuntimeError("CUDA error: device-side assert")
+
+    root, records = world
+    image_ref, truth = next(iter(records.items()))
+    image = decode_image((root / image_ref).read_bytes())
+    llm = ScriptedLLM(records)
+    backends = Backends(llm=llm, detector=BrokenDetector(records), judge=None)
+    record = stages.annotate_image("k", image, image_ref, truth.description, backends, AnnotateConfig())
+    assert record["failure"] == {
+        "stage": "stages2-4",
+        "reason": "RuntimeError: CUDA error: device-side assert",
+        "retryable": False,
+    }
+    assert record["stage1"]["tags"] and "des" not in record
+    down = stages.annotate_image(
+        "k2", image, image_ref, truth.description + " The DOWN circle is blurry.", backends, AnnotateConfig()
+    )
+    assert down["failure"]["stage"] == "stage1" and down["failure"]["retryable"] is True

@@ -136,6 +136,14 @@ def get_run(s: Session, *, run_id: str) -> RunView | None:
     return _run_view(run, _state_counts(s, [run_id]).get(run_id, {}))
 
 
+def run_config(s: Session, *, run_id: str) -> dict[str, Any]:
+    """The config a run was submitted with (cheap: no sample counts, unlike :func:`get_run`)."""
+    config = s.scalars(select(Run.config).where(Run.id == run_id)).one_or_none()
+    if config is None:
+        raise NotFoundError(f"run {run_id} not found")
+    return config
+
+
 def list_runs(s: Session, *, limit: int = 50, offset: int = 0) -> list[RunView]:
     """Runs, the newest first."""
     runs = s.scalars(select(Run).order_by(Run.created_at.desc(), Run.id).limit(limit).offset(offset)).all()
@@ -177,6 +185,11 @@ def record_dataset(s: Session, *, run_id: str, key: str, val_key: str | None, st
     values = {"key": key, "val_key": val_key, "stats": _json(stats, "dataset stats"), "created_at": now}
     statement = _insert(s, Dataset).values(run_id=run_id, **values)
     s.execute(statement.on_conflict_do_update(index_elements=["run_id"], set_=values))
+
+
+def dataset_stats(s: Session, *, run_id: str) -> dict[str, Any] | None:
+    """The statistics recorded with the run's dataset (None: not exported yet)."""
+    return s.scalars(select(Dataset.stats).where(Dataset.run_id == run_id)).one_or_none()
 
 
 # --------------------------------------------------------------------------------------------- images
@@ -324,6 +337,14 @@ def failed_samples(s: Session, *, run_id: str, retryable_only: bool = False) -> 
     return list(s.scalars(query))
 
 
+def samples_in_state(s: Session, *, run_id: str, states: Sequence[str]) -> list[int]:
+    """Ids of the run's samples in ``states`` (e.g. pending ones whose task was never sent), by id."""
+    for state in states:
+        _check(state, SAMPLE_STATES, "sample state")
+    query = select(Sample.id).where(Sample.run_id == run_id, Sample.state.in_(list(states)))
+    return list(s.scalars(query.order_by(Sample.id)))
+
+
 def reset_samples(s: Session, *, sample_ids: Sequence[int]) -> int:
     """Put failed samples back to pending for a retry (failure history kept); returns how many were reset.
     Samples that are not failed are left alone. (The run's state is the caller's: set it running again.)"""
@@ -360,6 +381,34 @@ def run_progress(s: Session, *, run_id: str, failures_limit: int = 20) -> Progre
         FailureView(f.sample_id, key, f.stage, f.reason, f.retryable, _utc(f.created_at)) for f, key in recent
     ]
     return Progress(run_id, sum(by_state.values()), by_state, by_stage, failures)
+
+
+def latest_failures(s: Session, *, run_id: str) -> dict[int, FailureView]:
+    """The latest failure of each of the run's failed samples, by sample id (the export's failed records)."""
+    earlier = aliased(Failure)
+    latest = select(func.max(earlier.id)).where(earlier.sample_id == Sample.id).scalar_subquery()
+    rows = s.execute(
+        select(Failure, Sample.key)
+        .join(Sample, and_(Sample.id == Failure.sample_id, Failure.id == latest))
+        .where(Sample.run_id == run_id, Sample.state == "failed")
+    )
+    return {
+        f.sample_id: FailureView(f.sample_id, key, f.stage, f.reason, f.retryable, _utc(f.created_at))
+        for f, key in rows
+    }
+
+
+def stage_seconds(s: Session, *, run_id: str) -> dict[int, dict[str, float]]:
+    """Seconds each stage took, per sample id of the run (the export's timings and the throughput)."""
+    rows = s.execute(
+        select(StageResult.sample_id, StageResult.stage, StageResult.seconds)
+        .join(Sample, Sample.id == StageResult.sample_id)
+        .where(Sample.run_id == run_id)
+    )
+    out: dict[int, dict[str, float]] = {}
+    for sample_id, stage, seconds in rows:
+        out.setdefault(sample_id, {})[stage] = seconds
+    return {k: {st: v[st] for st in STAGES if st in v} for k, v in out.items()}
 
 
 # ------------------------------------------------------------------------------------------- helpers

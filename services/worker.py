@@ -1,0 +1,27 @@
+"""The Celery worker entry point for every queue: ``celery -A services.worker worker -Q <queue>``.
+
+The app comes from :func:`giqa.infra.queue.make_celery` (settings from the ``GIQA_`` environment) and
+every service's tasks are registered by importing their modules here. Which backends a worker loads follows
+from the tasks it receives (a worker on ``detect`` builds only the detector), once per process; they are
+closed when the worker process shuts down (the embedded LLM server with them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import worker_process_shutdown, worker_shutdown
+
+import services.annotator.tasks as annotator_tasks
+from giqa.infra.queue import make_celery
+from giqa.settings import get_settings
+
+app = make_celery(get_settings())
+app.set_default()
+TASK_MODULES = (annotator_tasks.__name__,)
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def _close_backends(**_: Any) -> None:
+    annotator_tasks.context().close()
