@@ -141,6 +141,34 @@ class ServiceSettings(BaseModel):
     )
 
 
+class InferenceSettings(BaseModel):
+    """``giqa serve inference`` (services/inference): the model it serves and its dynamic batching."""
+
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="transformers: the model in-process; vllm: forward to a vLLM server"
+    )
+    model: str | None = Field(
+        None,
+        description="checkpoint folder, checkpoint:<registered name> (transformers), or vLLM base URL "
+        "ending in /v1; None: demo VLM",
+    )
+    served_model_name: str | None = Field(
+        None, description="model id in answers and /v1/models (and sent to vLLM); default: the folder name"
+    )
+    api_key: SecretStr | None = Field(None, description="bearer key the vLLM server wants, if any")
+    device: str = Field("cpu", description="torch device of the transformers backend")
+    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(None, description="torch dtype")
+    max_batch_size: int = Field(16, ge=1, le=256, description="requests run together in one model call")
+    batch_wait_ms: float = Field(
+        25.0, ge=0, le=1000, description="how long a batch waits to fill up (covers clients' round trips)"
+    )
+    queue_size: int = Field(256, ge=1, description="requests waiting beyond this get 503 + Retry-After")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="larger images are refused (bombs too)")
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="default and cap of generated tokens")
+    warmup: bool = Field(True, description="run one request through the model before /ready says 200")
+    vllm_concurrency: int = Field(8, ge=1, description="requests in flight to the vLLM server")
+
+
 QUEUE_NAMES = ("llm", "detect", "judge", "cpu", "train", "eval")
 
 
@@ -208,34 +236,6 @@ class AnnotatorSettings(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return http_url(value)
-
-
-class InferenceSettings(BaseModel):
-    """``giqa serve inference`` (services/inference): the model it serves and its dynamic batching."""
-
-    backend: Literal["transformers", "vllm"] = Field(
-        "transformers", description="transformers: the model in-process; vllm: forward to a vLLM server"
-    )
-    model: str | None = Field(
-        None,
-        description="checkpoint folder, checkpoint:<registered name> (transformers), or vLLM base URL "
-        "ending in /v1; None: demo VLM",
-    )
-    served_model_name: str | None = Field(
-        None, description="model id in answers and /v1/models (and sent to vLLM); default: the folder name"
-    )
-    api_key: SecretStr | None = Field(None, description="bearer key the vLLM server wants, if any")
-    device: str = Field("cpu", description="torch device of the transformers backend")
-    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(None, description="torch dtype")
-    max_batch_size: int = Field(16, ge=1, le=256, description="requests run together in one model call")
-    batch_wait_ms: float = Field(
-        25.0, ge=0, le=1000, description="how long a batch waits to fill up (covers clients' round trips)"
-    )
-    queue_size: int = Field(256, ge=1, description="requests waiting beyond this get 503 + Retry-After")
-    max_image_pixels: int = Field(40_000_000, ge=1, description="larger images are refused (bombs too)")
-    max_new_tokens: int = Field(256, ge=1, le=4096, description="default and cap of generated tokens")
-    warmup: bool = Field(True, description="run one request through the model before /ready says 200")
-    vllm_concurrency: int = Field(8, ge=1, description="requests in flight to the vLLM server")
 
 
 DB_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
