@@ -110,7 +110,17 @@ def _run_out(run: Any) -> dict[str, Any]:
     }
 
 
-def create_app_from_settings(settings: Settings, *, ctx: WorkerContext | None = None) -> FastAPI:
+def load_backend(settings: Settings) -> None:  # noqa: ARG001 - the serve table's protocol
+    """The annotator owns no model (its workers do): nothing to load before the port opens."""
+    return None
+
+
+def create_app_from_settings(
+    settings: Settings,
+    *,
+    backend: None = None,  # noqa: ARG001 - the serve table's protocol
+    ctx: WorkerContext | None = None,
+) -> FastAPI:
     """The annotator app. ``ctx``: the process's worker context (else one from ``settings``)."""
     from giqa.infra.queue import broker_health, make_celery
 

@@ -23,6 +23,7 @@ from giqa.cli.synth import app as synth_app
 from giqa.cli.train import CONTEXT as TRAIN_CONTEXT
 from giqa.cli.train import train_command
 from giqa.cli.train_detector import train_detector_command
+from giqa.cli.worker import worker_command
 
 app = typer.Typer(
     cls=SafetyNetGroup,
@@ -48,6 +49,7 @@ app.command("train", context_settings=TRAIN_CONTEXT, add_help_option=False)(trai
 app.command("demo")(demo_command)
 app.command("train-detector")(train_detector_command)
 app.add_typer(serve_app, name="serve")
+app.command("worker")(worker_command)
 app.add_typer(db_app, name="db")
 
 

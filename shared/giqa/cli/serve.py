@@ -26,6 +26,7 @@ from giqa.cli.common import fail
 SERVICES: dict[str, tuple[str, int]] = {
     "detector": ("services.detector.app", 8101),
     "iqa_filter": ("services.iqa_filter.app", 8102),
+    "annotator": ("services.annotator.app", 8300),
     "trainer": ("services.trainer.app", 8500),
     "evaluator": ("services.evaluator.app", 8600),
     "inference": ("services.inference.app", 8000),  # its command has model options: cli/serve_inference.py
@@ -38,12 +39,16 @@ def service_module(name: str) -> Any:
     """The module of service ``name`` (:data:`SERVICES`), or a one-line exit."""
     if name not in SERVICES:
         raise fail(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
-    module = SERVICES[name][0]
+    return import_services_module(SERVICES[name][0], f"the {name} service")
+
+
+def import_services_module(module: str, what: str) -> Any:
+    """``services.<...>`` imported from the installed path, else from the checkout ``giqa`` runs from."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name not in ("services", module.rsplit(".", 1)[0], module):
-            raise fail(f"the {name} service needs a package that is not installed: {exc.name}") from exc
+            raise fail(f"{what} needs a package that is not installed: {exc.name}") from exc
     checkout = Path(__file__).resolve().parents[3]  # shared/giqa/cli/serve.py -> the checkout
     if not (checkout / "services" / "__init__.py").is_file():
         raise fail(f"cannot find the services package ({module}): run from a checkout of the project")
