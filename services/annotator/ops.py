@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from giqa.infra.db import dal, jobs_dal
+from services.annotator.tasks import CHAIN
 
 FAILURES_SHOWN = 5
 
@@ -19,7 +20,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def summary(context: Any, *, limit: int = 20) -> dict[str, Any]:
-    """``{"runs": [...], "jobs": [...], "evaluations": [...]}``, each the newest ``limit`` first."""
+    """``{"stages", "runs", "jobs", "evaluations"}``: the pipeline's stages, then each list newest first."""
     with context.session() as s:
         runs = []
         for run in dal.list_runs(s, limit=limit):
@@ -80,7 +81,8 @@ def summary(context: Any, *, limit: int = 20) -> dict[str, Any]:
             }
             for e in jobs_dal.list_evaluations(s, limit=limit)
         ]
-    return {"runs": runs, "jobs": jobs, "evaluations": evaluations}
+    # the stages a run goes through, in order (the judge runs inside assemble: no results of its own)
+    return {"stages": list(CHAIN), "runs": runs, "jobs": jobs, "evaluations": evaluations}
 
 
 def _headline(report: dict[str, Any] | None) -> dict[str, float]:

@@ -1,7 +1,7 @@
 // The operator page: polls /v1/ops/summary with the typed operator key; retry calls POST /v1/runs/{id}/retry.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const STAGES = ["stage1", "detect", "judge", "assemble", "vqa"];
+let STAGES = ["stage1", "detect", "assemble", "vqa"];  // replaced by the summary's own list
 
 function headers() {
   const key = $("key").value.trim();
@@ -90,6 +90,7 @@ async function refresh() {
   try {
     const data = await request("/v1/ops/summary");
     $("error").textContent = "";
+    STAGES = data.stages;
     const runs = $("runs");
     runs.replaceChildren();
     if (!data.runs.length) runs.append(el("p", { class: "muted" }, "no runs yet"));
@@ -102,7 +103,7 @@ async function refresh() {
     ]));
     fill("evaluations", data.evaluations.map((e) => [
       e.name, state(e.state), `${e.model_kind}: ${e.model_ref}`, e.bench_key,
-      Object.entries(e.metrics).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(" · "), e.error || "",
+      Object.entries(e.metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`).join(" · "), e.error || "",
     ]));
     $("status").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (err) {
