@@ -118,14 +118,21 @@ class WorkerMetrics:
         if started is not None:
             self.seconds.labels(*labels).observe(time.perf_counter() - started)
 
-    def serve(self, port: int, *, pool: str = "") -> int:
-        """Start the HTTP endpoint on ``port`` (all interfaces; 0 picks a free port): the port bound."""
+    def serve(self, port: int, *, pool: str = "") -> int | None:
+        """Start the HTTP endpoint on ``port`` (all interfaces; 0 picks a free port): the port bound, or
+        None when it cannot be bound (logged: a worker without metrics still works its queue)."""
         if "prefork" in pool.lower():
             log.warning(
                 "worker metrics: the prefork pool runs tasks in child processes whose metrics this endpoint "
                 "does not see; run the queue with -P solo or -P threads (as giqa worker does)"
             )
-        server, _thread = start_http_server(port, registry=self.registry)
+        try:
+            server, _thread = start_http_server(port, registry=self.registry)
+        except OSError as exc:  # e.g. two workers on one host given the same queue.metrics_port
+            log.error(
+                "worker metrics off: port %d cannot be bound (%s); give each worker its own port", port, exc
+            )
+            return None
         self.port = int(server.server_address[1])
         log.info("worker metrics on :%d/metrics", self.port)
         return self.port
