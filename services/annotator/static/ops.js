@@ -63,7 +63,7 @@ function runCard(run) {
       button.disabled = true;
       try {
         const out = await request(`/v1/runs/${run.id}/retry`, "POST");
-        $("status").textContent = `retried ${out.retried} sample(s) of ${run.name}`;
+        $("notice").textContent = `retried ${out.retried} sample(s) of ${run.name}`;
         await refresh();
       } catch (err) {
         $("error").textContent = err.message;

@@ -183,8 +183,9 @@ def test_the_operator_page_in_headless_chromium(annotator: dict[str, Any], tmp_p
             assert page.locator(f".run[data-run='{annotator['clean']}'] button.retry").count() == 0
             page.screenshot(path=str(shot), full_page=True)
             flawed.locator("button.retry").click()
-            page.wait_for_function("document.getElementById('status').textContent.startsWith('retried')")
-            assert "flawed-run" in page.inner_text("#status")  # an input failure stays failed: 0 retried
+            page.wait_for_function("document.getElementById('notice').textContent.startsWith('retried')")
+            # an input failure stays failed: the endpoint answered, nothing was sent again
+            assert page.inner_text("#notice") == "retried 0 sample(s) of flawed-run"
             assert problems == []
         finally:
             browser.close()
