@@ -154,3 +154,46 @@ def test_a_worker_serves_its_task_metrics(tmp_path: Path, clean_redis: None) -> 
         except Exception:
             worker.kill()
             worker.wait()
+
+
+def test_metrics_count_failures_and_results_of_runs_in_flight_on_postgres(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from giqa.infra.db import dal
+    from giqa.settings import Settings
+    from services.annotator.app import create_app_from_settings
+    from services.annotator.tasks import WorkerContext
+
+    settings = Settings(data_dir=tmp_path / "data", db={"url": pg_url})
+    ctx = WorkerContext(settings)
+    with TestClient(create_app_from_settings(settings, ctx=ctx)) as client:
+
+        def scrape() -> tuple[float | None, float | None]:
+            text = client.get("/metrics").text
+            return _sample(text, "giqa_run_failures", stage="detect"), _sample(
+                text, "giqa_run_stage_results", stage="stage1"
+            )
+
+        failures_before, results_before = scrape()
+        assert failures_before is not None and results_before is not None  # the query runs on Postgres
+        with ctx.session() as s:
+            live = dal.create_run(s, name="live", config={})
+            dal.set_run_state(s, run_id=live, state="running")
+            finished = dal.create_run(s, name="finished", config={})
+            samples = dal.add_samples(
+                s,
+                run_id=live,
+                samples=[dal.SampleIn(key=k, image_ref=f"{k}.png", description="d") for k in "ab"],
+            )
+            (old,) = dal.add_samples(
+                s, run_id=finished, samples=[dal.SampleIn(key="c", image_ref="c.png", description="d")]
+            )
+            dal.upsert_stage(s, sample_id=samples[0], stage="stage1", payload={}, seconds=0.1)
+            dal.upsert_stage(s, sample_id=samples[1], stage="stage1", payload={}, seconds=0.1)
+            dal.fail_sample(s, sample_id=samples[1], stage="detect", reason="boom", retryable=True)
+            dal.fail_sample(s, sample_id=old, stage="detect", reason="old", retryable=False)
+            dal.set_run_state(s, run_id=finished, state="done")  # not in flight: not counted
+        failures_after, results_after = scrape()
+    assert (failures_after - failures_before, results_after - results_before) == (1.0, 2.0)
