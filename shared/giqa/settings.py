@@ -189,6 +189,13 @@ class QueueSettings(BaseModel):
     max_retries: int = Field(5, ge=0, description="retries of a task that met a transient fault")
     retry_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles each retry")
     retry_backoff_max_s: float = Field(60.0, gt=0, description="longest retry delay")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="a worker serves Prometheus /metrics on this port (task latency, outcomes, GPU memory); "
+        "None or 0: off",
+    )
 
     @field_validator("broker_url")
     @classmethod

@@ -123,13 +123,15 @@ class ServiceMetrics:
 
 
 class StateGauge:
-    """A gauge by ``state`` read when Prometheus scrapes (jobs, evaluations by state from the database).
+    """A gauge by ``state`` (or ``label``) read when Prometheus scrapes (jobs by state from the database).
 
     ``counts`` answers ``{state: n}``; when it fails (the database is away) the gauge is left out of that
     scrape rather than failing ``/metrics`` (``/ready`` says what is wrong)."""
 
-    def __init__(self, name: str, documentation: str, counts: Callable[[], dict[str, int]]) -> None:
-        self.name, self.documentation, self.counts = name, documentation, counts
+    def __init__(
+        self, name: str, documentation: str, counts: Callable[[], dict[str, int]], *, label: str = "state"
+    ) -> None:
+        self.name, self.documentation, self.counts, self.label = name, documentation, counts, label
 
     def collect(self) -> Iterable[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -139,7 +141,7 @@ class StateGauge:
         except Exception as exc:  # any store failure: no sample this time
             log.warning("metric %s not collected: %s", self.name, exc)
             return
-        family = GaugeMetricFamily(self.name, self.documentation, labels=["state"])
+        family = GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
         for state, n in counts.items():
             family.add_metric([state], n)
         yield family
