@@ -25,6 +25,7 @@ demo: install
 
 services:
 	@bash scripts/ensure_services.sh
+	@bash scripts/ensure_browser.sh
 
 test: install services
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -33,8 +34,8 @@ test-all: install services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check shared tests bench
-	$(BIN)/ruff format --check shared tests bench
+	$(BIN)/ruff check shared tests bench services examples
+	$(BIN)/ruff format --check shared tests bench services examples
 	$(BIN)/mypy
 
 bench: install

@@ -9,7 +9,11 @@
   throughput, the latest failures with stage and reason), ``POST /v1/runs/{id}/retry`` (failed samples
   only), ``GET /v1/runs/{id}/dataset`` (stats and presigned URLs of the files; ``?file=train.json``
   streams one file instead).
-- ``/health``, ``/ready`` (database, object store and broker answer), ``/metrics``: :mod:`giqa.service`.
+- ``GET /ops``: the operator page (runs with progress per stage and failures, a retry button, training jobs,
+  evaluations), polling ``GET /v1/ops/summary`` (operator key) — :mod:`services.annotator.ops`.
+- ``/health``, ``/ready`` (database, object store and broker answer), ``/metrics``: :mod:`giqa.service`,
+  plus ``giqa_queue_depth`` per queue and ``giqa_broker_up`` (Redis, at scrape) and ``giqa_run_failures``,
+  ``giqa_run_stage_results`` by stage over the runs in flight (database, at scrape).
 - A stall sweeper (:mod:`services.annotator.sweeper`) re-sends the tasks a broker restart lost.
 
 The stages run as tasks (:mod:`services.annotator.tasks`) on the workers of each queue; with no broker
@@ -21,23 +25,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from giqa.ports import Health
 from giqa.service import ServiceError, create_app, require_key
+from giqa.service.app import StateGauge
 from giqa.settings import Settings, get_settings
 from giqa.wire import ErrorBody
-from services.annotator import runs
+from services.annotator import ops, runs
 from services.annotator.sweeper import Sweeper
 from services.annotator.tasks import WorkerContext, enqueue, use_context
 
 NAME = "annotator"
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 class RunFromStore(BaseModel):
@@ -112,7 +120,17 @@ def _run_out(run: Any) -> dict[str, Any]:
     }
 
 
-def create_app_from_settings(settings: Settings, *, ctx: WorkerContext | None = None) -> FastAPI:
+def load_backend(settings: Settings) -> None:  # noqa: ARG001 - the serve table's protocol
+    """The annotator owns no model (its workers do): nothing to load before the port opens."""
+    return None
+
+
+def create_app_from_settings(
+    settings: Settings,
+    *,
+    backend: None = None,  # noqa: ARG001 - the serve table's protocol
+    ctx: WorkerContext | None = None,
+) -> FastAPI:
     """The annotator app. ``ctx``: the process's worker context (else one from ``settings``)."""
     from giqa.infra.queue import broker_health, make_celery
 
@@ -155,6 +173,7 @@ def create_app_from_settings(settings: Settings, *, ctx: WorkerContext | None = 
         lifespan=lifespan,
         description="Annotation runs: submit images and descriptions, watch them flow, fetch the dataset.",
     )
+    _register_metrics(app, settings, context)
     operator = [Depends(require_key("operator", settings.service))]
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody},
@@ -370,7 +389,51 @@ def create_app_from_settings(settings: Settings, *, ctx: WorkerContext | None = 
             stats=stats,
         )
 
+    @app.get(
+        "/v1/ops/summary",
+        tags=["ops"],
+        dependencies=operator,
+        summary="what the operator page shows: recent runs with progress and failures, jobs, evaluations",
+    )
+    def ops_summary(limit: Annotated[int, Query(ge=1, le=200)] = 20) -> dict[str, Any]:
+        return ops.summary(context, limit=limit)
+
+    @app.get("/ops", include_in_schema=False)
+    def ops_page() -> FileResponse:
+        return FileResponse(STATIC / "ops.html", media_type="text/html")
+
+    app.mount("/ops/static", StaticFiles(directory=STATIC), name="ops-static")
     return app
+
+
+def _register_metrics(app: FastAPI, settings: Settings, context: WorkerContext) -> None:
+    """Queue depth from the broker and per-stage counts of the runs in flight, read at scrape."""
+    from giqa.infra.db import dal
+    from giqa.infra.metrics import QueueDepth
+    from giqa.settings import QUEUE_NAMES
+
+    def stage_counts(which: int) -> dict[str, int]:
+        with context.session() as s:
+            return dal.active_stage_counts(s)[which]
+
+    registry = app.state.metrics.registry
+    registry.register(QueueDepth(settings.queue.broker_url, QUEUE_NAMES))
+    registry.register(
+        StateGauge(
+            "giqa_run_failures",
+            "failures recorded in the runs in flight, by stage",
+            lambda: stage_counts(0),
+            label="stage",
+        )
+    )
+    registry.register(
+        StateGauge(
+            "giqa_run_stage_results",
+            "stage results stored in the runs in flight, by stage",
+            lambda: stage_counts(1),
+            label="stage",
+        )
+    )
 
 
 def app() -> FastAPI:

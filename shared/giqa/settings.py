@@ -141,7 +141,35 @@ class ServiceSettings(BaseModel):
     )
 
 
-QUEUE_NAMES = ("llm", "detect", "judge", "cpu")
+class InferenceSettings(BaseModel):
+    """``giqa serve inference`` (services/inference): the model it serves and its dynamic batching."""
+
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="transformers: the model in-process; vllm: forward to a vLLM server"
+    )
+    model: str | None = Field(
+        None,
+        description="checkpoint folder, checkpoint:<registered name> (transformers), or vLLM base URL "
+        "ending in /v1; None: demo VLM",
+    )
+    served_model_name: str | None = Field(
+        None, description="model id in answers and /v1/models (and sent to vLLM); default: the folder name"
+    )
+    api_key: SecretStr | None = Field(None, description="bearer key the vLLM server wants, if any")
+    device: str = Field("cpu", description="torch device of the transformers backend")
+    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(None, description="torch dtype")
+    max_batch_size: int = Field(16, ge=1, le=256, description="requests run together in one model call")
+    batch_wait_ms: float = Field(
+        25.0, ge=0, le=1000, description="how long a batch waits to fill up (covers clients' round trips)"
+    )
+    queue_size: int = Field(256, ge=1, description="requests waiting beyond this get 503 + Retry-After")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="larger images are refused (bombs too)")
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="default and cap of generated tokens")
+    warmup: bool = Field(True, description="run one request through the model before /ready says 200")
+    vllm_concurrency: int = Field(8, ge=1, description="requests in flight to the vLLM server")
+
+
+QUEUE_NAMES = ("llm", "detect", "judge", "cpu", "train", "eval")
 
 
 class QueueSettings(BaseModel):
@@ -152,7 +180,7 @@ class QueueSettings(BaseModel):
     )
     concurrency: dict[str, int] = Field(
         default_factory=lambda: dict.fromkeys(QUEUE_NAMES, 1),
-        description="worker processes (or threads) per queue: llm, detect, judge, cpu",
+        description="worker processes (or threads) per queue: llm, detect, judge, cpu, train, eval",
     )
     task_time_limit_s: float = Field(600.0, gt=0, description="a task running longer is killed")
     visibility_timeout_s: float = Field(
@@ -170,6 +198,13 @@ class QueueSettings(BaseModel):
         120.0,
         gt=0,
         description="annotator: a sample untouched this long, with the broker idle, is sent again",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="a worker serves Prometheus /metrics on this port (task latency, outcomes, GPU memory); "
+        "None or 0: off",
     )
 
     @field_validator("broker_url")
@@ -221,6 +256,60 @@ class AnnotatorSettings(BaseModel):
 
 
 DB_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite", "sqlite+pysqlite")
+
+
+class KubernetesJobSettings(BaseModel):
+    """How the ``kubernetes`` launcher shapes a training job: ``torchrun`` on nodes x GPUs per node."""
+
+    namespace: str = Field("giqa", min_length=1, description="namespace the training Jobs are created in")
+    kind: Literal["job", "pytorchjob"] = Field(
+        "job", description="job: a batch/v1 (Indexed) Job; pytorchjob: Kubeflow's training operator"
+    )
+    image: str = Field("giqa/trainer:0.1.0-cuda", description="the image the training pods run")
+    nodes: int = Field(1, ge=1, description="nodes (pods) per job")
+    gpus_per_node: int = Field(8, ge=0, description="GPUs per pod (nvidia.com/gpu); torchrun processes")
+    cpu: str = Field("8", description="CPU request of a training pod")
+    memory: str = Field("64Gi", description="memory request and limit of a training pod")
+    shm_size: str = Field("16Gi", description="shared memory of a pod, its /dev/shm (data-loader batches)")
+    service_account: str = Field("giqa", description="service account of the training pods")
+    settings_configmap: str = Field("giqa-settings", description="ConfigMap with the GIQA_* settings")
+    secret_name: str = Field("giqa-secrets", description="Secret with the GIQA_* credentials")
+    data_pvc: str = Field("giqa-train-data", description="RWX volume for the job folders (/data)")
+    models_pvc: str = Field("giqa-models", description="volume of base model folders (/models, read-only)")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="node labels a pod needs")
+    tolerations: list[dict[str, str]] = Field(default_factory=list, description="tolerations of a pod")
+    backoff_limit: int = Field(0, ge=0, description="pod restarts before the job fails")
+    ttl_after_finished_s: int = Field(86400, ge=0, description="finished Jobs are deleted after this")
+
+
+class JobsSettings(BaseModel):
+    """Training jobs and evaluations (the trainer and evaluator services and the train/eval workers)."""
+
+    launcher: Literal["local", "kubernetes"] = Field(
+        "local", description="local: a train worker runs giqa train as a child; kubernetes: a Job per run"
+    )
+    work_dir: Path | None = Field(
+        None, description="job folders of the local launcher; default <data_dir>/jobs"
+    )
+    poll_s: float = Field(1.0, gt=0, description="how often a launcher reads progress and looks for a cancel")
+    cancel_grace_s: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL delay when a job is cancelled")
+    lost_after_s: float = Field(
+        600.0, gt=0, description="a running job whose launcher has not reported for this long is failed"
+    )
+    checkpoint_cache_dir: Path | None = Field(
+        None, description="registered checkpoints fetched from storage; default <cache_dir>/checkpoints"
+    )
+    trainer_url: str = Field("http://127.0.0.1:8500", description="the trainer service's base URL")
+    evaluator_url: str = Field("http://127.0.0.1:8600", description="the evaluator service's base URL")
+    operator_key: SecretStr | None = Field(
+        None, description="bearer key giqa jobs/evals send (operator scope); default annotator.operator_key"
+    )
+    kubernetes: KubernetesJobSettings = Field(default_factory=KubernetesJobSettings)
+
+    @field_validator("trainer_url", "evaluator_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return http_url(value)
 
 
 class DatabaseSettings(BaseModel):
@@ -310,10 +399,12 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     annotator: AnnotatorSettings = Field(default_factory=AnnotatorSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
 
     @model_validator(mode="after")
     def _no_default_secrets_outside_development(self) -> Settings:
@@ -365,6 +456,7 @@ def secret_problems(settings: Settings) -> list[str]:
     for name, secret in (
         ("GIQA_PIPELINE__SERVICES_API_KEY", settings.pipeline.services_api_key),
         ("GIQA_ANNOTATOR__OPERATOR_KEY", settings.annotator.operator_key),
+        ("GIQA_JOBS__OPERATOR_KEY", settings.jobs.operator_key),
     ):
         if secret is not None and (why := _weak(secret.get_secret_value(), MIN_KEY_CHARS)):
             problems.append(f"{name} is {why}")
@@ -385,9 +477,13 @@ def secret_problems(settings: Settings) -> list[str]:
         password = urlsplit(settings.db.url).password
         if password is not None and (why := _weak(unquote(password), MIN_STORAGE_SECRET_CHARS)):
             problems.append(f"the password in GIQA_DB__URL is {why}")
-    llm_key = settings.llm.api_key.get_secret_value().strip() if settings.llm.api_key else ""
-    if llm_key and _weak(llm_key, 1):  # empty: the LLM server takes no key (an internal vLLM)
-        problems.append("GIQA_LLM__API_KEY is a default or placeholder value")
+    for name, key in (
+        ("GIQA_LLM__API_KEY", settings.llm.api_key),
+        ("GIQA_INFERENCE__API_KEY", settings.inference.api_key),
+    ):
+        value = key.get_secret_value().strip() if key else ""
+        if value and _weak(value, 1):  # empty: the (internal) vLLM server takes no key
+            problems.append(f"{name} is a default or placeholder value")
     return problems
 
 
@@ -424,3 +520,14 @@ def database_url(settings: Settings) -> str:
 def objects_dir(settings: Settings) -> Path:
     """The embedded object store's folder (used when ``storage.endpoint`` is unset)."""
     return settings.data_dir / "objects"
+
+
+def jobs_dir(settings: Settings) -> Path:
+    """The local launcher's job folders: ``jobs.work_dir``, else ``<data_dir>/jobs``."""
+    return settings.jobs.work_dir or settings.data_dir / "jobs"
+
+
+def checkpoint_cache_dir(settings: Settings) -> Path:
+    """Where registered checkpoints are fetched to: ``jobs.checkpoint_cache_dir``, else
+    ``<cache_dir>/checkpoints``."""
+    return settings.jobs.checkpoint_cache_dir or settings.cache_dir / "checkpoints"

@@ -30,8 +30,17 @@ pytestmark = pytest.mark.unit
 BASE = ROOT / "docker-compose.yml"
 CPU = ROOT / "docker-compose.cpu.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-GIQA_IMAGES = ("annotator", "detector", "iqa_filter", "inference")
-GPU_SERVICES = {"vllm", "detector", "worker-detect", "iqa_filter", "worker-judge", "inference"}
+GIQA_IMAGES = ("annotator", "detector", "iqa_filter", "inference", "trainer", "evaluator")
+GPU_SERVICES = {
+    "vllm",
+    "detector",
+    "worker-detect",
+    "iqa_filter",
+    "worker-judge",
+    "inference",
+    "worker-train",
+    "worker-eval",
+}
 REPLACED_SEQUENCES = {"command", "entrypoint", "test"}
 
 
@@ -290,6 +299,10 @@ def test_start_order_of_the_giqa_services(variants):
         "worker-detect",
         "iqa_filter",
         "worker-judge",
+        "trainer",
+        "worker-train",
+        "evaluator",
+        "worker-eval",
     ):
         assert {"migrate", "createbucket", "redis"} <= set(services[name]["depends_on"]), name
     assert "vllm" in services["worker-llm"]["depends_on"]
@@ -359,6 +372,8 @@ def test_gpu_workers_run_a_solo_pool_with_their_services_image(variants):
     for worker, queue, service in (
         ("worker-detect", "detect", "detector"),
         ("worker-judge", "judge", "iqa_filter"),
+        ("worker-train", "train", "trainer"),
+        ("worker-eval", "eval", "evaluator"),
     ):
         command = services[worker]["command"]
         assert command[:4] == ["giqa", "worker", "--queues", queue] and command[-2:] == ["--pool", "solo"]
@@ -392,7 +407,8 @@ def test_giqa_images_are_built_from_the_dockerfile_targets(variants):
 @pytest.mark.parametrize("variant", ["gpu", "cpu"])
 def test_giqa_containers_are_hardened(variants, variant):
     services = giqa_services(variants[variant])
-    assert len(services) == 9  # migrate, annotator, detector, iqa_filter, inference, 4 workers
+    # migrate, annotator, detector, iqa_filter, inference, trainer, evaluator, 6 workers
+    assert len(services) == 13
     for name, service in services.items():
         assert service.get("read_only") is True, f"{name}: root filesystem not read-only"
         assert "/tmp" in service.get("tmpfs", []), f"{name}: no writable /tmp"

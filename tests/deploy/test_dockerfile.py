@@ -23,7 +23,7 @@ from deploy_checks import ROOT, tool
 pytestmark = pytest.mark.unit
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
-SERVICES = ("annotator", "detector", "iqa_filter", "inference")
+SERVICES = ("annotator", "detector", "iqa_filter", "inference", "trainer", "evaluator")
 
 
 def instructions(text: str) -> list[tuple[str, str]]:

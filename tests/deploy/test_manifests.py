@@ -29,11 +29,21 @@ pytestmark = pytest.mark.unit
 K8S = ROOT / "k8s"
 OVERLAYS = ("dev", "gpu-cluster", "gpu-cluster-keda")
 KUBERNETES_VERSION = "1.32"  # the oldest release the manifests target (HPA v2, PDB v1, seccompProfile)
-GPU_WORKLOADS = {"detector", "iqa-filter", "inference", "worker-detect", "worker-judge", "vllm"}
+GPU_WORKLOADS = {
+    "detector",
+    "iqa-filter",
+    "inference",
+    "worker-detect",
+    "worker-judge",
+    "vllm",
+    "worker-train",
+    "worker-eval",
+}
 CUSTOM_KINDS = {("keda.sh/v1alpha1", "ScaledObject")}
-QUEUES = {"llm", "cpu", "detect", "judge"}
+QUEUES = {"llm", "cpu", "detect", "judge", "train", "eval"}
 MODEL_CALLERS = {"annotator", "worker"}  # app.kubernetes.io/component of who may call detector/iqa-filter
 POD_KINDS = {"Deployment", "Job", "StatefulSet", "DaemonSet"}
+API_CALLERS = {"Deployment/trainer"}  # pods that call the Kubernetes API (the trainer's kubernetes launcher)
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -164,13 +174,32 @@ def test_every_pod_is_non_root_read_only_and_without_capabilities(overlay):
         pod = spec.get("securityContext", {})
         assert pod.get("runAsNonRoot") is True and pod.get("runAsUser", 0) > 0, f"{name}: may run as root"
         assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
-        assert spec.get("automountServiceAccountToken") is False, f"{name}: mounts an API token it never uses"
+        if name in API_CALLERS:  # the kubernetes launcher creates Jobs: its own account, namespaced rights
+            assert spec.get("automountServiceAccountToken") is True and spec["serviceAccountName"] != "giqa"
+        else:
+            token = spec.get("automountServiceAccountToken")
+            assert token is False, f"{name}: mounts an API token it never uses"
         for c in containers(template):
             sc = c.get("securityContext", {})
             assert sc.get("readOnlyRootFilesystem") is True, f"{name}/{c['name']}: writable root filesystem"
             assert sc.get("allowPrivilegeEscalation") is False, f"{name}/{c['name']}"
             assert sc.get("capabilities", {}).get("drop") == ["ALL"], f"{name}/{c['name']}: capabilities kept"
             assert "runAsUser" not in sc or sc["runAsUser"] > 0, f"{name}/{c['name']}"
+
+
+def test_the_trainer_may_only_manage_training_jobs_in_its_namespace(overlay):
+    objects = render(overlay)
+    assert not of_kind(objects, "ClusterRole", "ClusterRoleBinding")
+    (role,) = of_kind(objects, "Role")
+    (binding,) = of_kind(objects, "RoleBinding")
+    account = pod_templates(objects)["Deployment/trainer"]["spec"]["serviceAccountName"]
+    (subject,) = binding["subjects"]
+    assert (subject["kind"], subject["name"]) == ("ServiceAccount", account)
+    assert subject.get("namespace") == role["metadata"].get("namespace")  # kustomize sets both alike
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == {("batch", "jobs"), ("", "services"), ("kubeflow.org", "pytorchjobs")}
+    assert all("*" not in rule["verbs"] for rule in role["rules"])
 
 
 def test_giqa_pods_write_only_to_scratch_volumes(overlay):
@@ -223,8 +252,14 @@ def test_services_run_their_command_and_workers_their_queue(overlay):
             queue = labels["giqa.io/queue"]
             assert queue in QUEUES and command[:4] == ["giqa", "worker", "--queues", queue], command
             pool = command[command.index("--pool") + 1]
-            assert pool == ("solo" if queue in ("detect", "judge") else pool), f"{queue}: a GPU worker forks"
-            expected_image = {"detect": "detector", "judge": "iqa_filter"}.get(queue, "annotator")
+            solo = ("detect", "judge", "train", "eval")
+            assert pool == ("solo" if queue in solo else pool), f"{queue}: a GPU worker forks"
+            expected_image = {
+                "detect": "detector",
+                "judge": "iqa_filter",
+                "train": "trainer",
+                "eval": "evaluator",
+            }.get(queue, "annotator")
             assert c["image"].split("/")[-1].startswith(expected_image + ":"), c["image"]
         elif command[:2] == ["giqa", "serve"]:
             assert command[2] == c["image"].split("/")[-1].split(":")[0], command

@@ -88,6 +88,8 @@ def test_a_complete_production_configuration_is_accepted(env: Any) -> None:
         ({"GIQA_DB__URL": "postgresql://giqa:postgres@db:5432/giqa"}, "password in GIQA_DB__URL"),
         ({"GIQA_PIPELINE__SERVICES_API_KEY": "secret"}, "SERVICES_API_KEY is a default"),
         ({"GIQA_LLM__API_KEY": "changeme"}, "LLM__API_KEY is a default"),
+        ({"GIQA_INFERENCE__API_KEY": "CHANGE-ME"}, "INFERENCE__API_KEY is a default"),
+        ({"GIQA_JOBS__OPERATOR_KEY": "operator"}, "JOBS__OPERATOR_KEY is shorter than 16"),
         ({"GIQA_ENVIRONMENT": "test", "GIQA_STORAGE__SECRET_KEY": "giqa-test-secret"}, "environment=test"),
     ],
 )

@@ -22,12 +22,16 @@ class ImageError(ValueError):
     """An image that cannot be used: missing, unreadable, or too large."""
 
 
+class ImageTooLarge(ImageError):
+    """An image over the pixel limit (a decompression bomb included): refused before its pixels decode."""
+
+
 def check_size(image: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageError(
+        raise ImageTooLarge(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
     return image
@@ -47,7 +51,7 @@ def _open_rgb(source: str | Path | IO[bytes], max_pixels: int, where: str) -> Im
     except UnidentifiedImageError as exc:  # PIL's text names a BytesIO object for bytes: say it plainly
         raise ImageError(f"cannot read {where} as an image: not an image format PIL knows") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"cannot read {where} as an image: {exc}") from exc
+        raise ImageTooLarge(f"cannot read {where} as an image: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
         raise ImageError(f"cannot read {where} as an image (corrupt or truncated): {exc}") from exc
 

@@ -11,6 +11,7 @@ from giqa.cli.common import SafetyNetGroup
 from giqa.cli.db import app as db_app
 from giqa.cli.demo import demo as demo_command
 from giqa.cli.eval import app as eval_app
+from giqa.cli.jobs import evals_app, jobs_app
 from giqa.cli.llm import app as llm_app
 from giqa.cli.predict import predict_command
 from giqa.cli.runs import app as runs_app
@@ -22,6 +23,7 @@ from giqa.cli.synth import app as synth_app
 from giqa.cli.train import CONTEXT as TRAIN_CONTEXT
 from giqa.cli.train import train_command
 from giqa.cli.train_detector import train_detector_command
+from giqa.cli.worker import worker_command
 
 app = typer.Typer(
     cls=SafetyNetGroup,
@@ -37,6 +39,8 @@ app.command("annotate")(annotate_command)
 app.command("tags")(tags_command)
 app.add_typer(eval_app, name="eval")
 app.add_typer(runs_app, name="runs")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(evals_app, name="evals")
 app.add_typer(stack_app, name="stack")
 app.command("predict")(predict_command)
 app.command("detect")(detect_command)
@@ -45,6 +49,7 @@ app.command("train", context_settings=TRAIN_CONTEXT, add_help_option=False)(trai
 app.command("demo")(demo_command)
 app.command("train-detector")(train_detector_command)
 app.add_typer(serve_app, name="serve")
+app.command("worker")(worker_command)
 app.add_typer(db_app, name="db")
 
 

@@ -25,7 +25,10 @@ FINAL = ("done", "failed", "cancelled")
 
 
 class Api:
-    """A thin httpx client of the annotator: JSON in and out, errors as one line and an exit code."""
+    """A thin httpx client of the annotator: JSON in and out, errors as one line and an exit code.
+    (``giqa jobs`` subclasses it for the trainer and the evaluator: ``service`` names the one it talks to.)"""
+
+    service = "annotator"
 
     def __init__(self, url: str | None) -> None:
         import httpx
@@ -45,7 +48,7 @@ class Api:
         try:
             response = self.client.request(method, path, **kw)
         except httpx.TransportError as exc:
-            raise fail(f"the annotator at {self.url} does not answer: {exc}", EXIT_UNAVAILABLE) from exc
+            raise fail(f"the {self.service} at {self.url} does not answer: {exc}", EXIT_UNAVAILABLE) from exc
         if response.status_code >= 400:
             try:
                 message = response.json()["error"]["message"]

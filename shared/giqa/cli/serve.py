@@ -26,6 +26,10 @@ from giqa.cli.common import fail
 SERVICES: dict[str, tuple[str, int]] = {
     "detector": ("services.detector.app", 8101),
     "iqa_filter": ("services.iqa_filter.app", 8102),
+    "annotator": ("services.annotator.app", 8300),
+    "trainer": ("services.trainer.app", 8500),
+    "evaluator": ("services.evaluator.app", 8600),
+    "inference": ("services.inference.app", 8000),  # its command has model options: cli/serve_inference.py
 }
 
 app = typer.Typer(help="Run one HTTP service under uvicorn.", no_args_is_help=True)
@@ -35,12 +39,16 @@ def service_module(name: str) -> Any:
     """The module of service ``name`` (:data:`SERVICES`), or a one-line exit."""
     if name not in SERVICES:
         raise fail(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
-    module = SERVICES[name][0]
+    return import_services_module(SERVICES[name][0], f"the {name} service")
+
+
+def import_services_module(module: str, what: str) -> Any:
+    """``services.<...>`` imported from the installed path, else from the checkout ``giqa`` runs from."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name not in ("services", module.rsplit(".", 1)[0], module):
-            raise fail(f"the {name} service needs a package that is not installed: {exc.name}") from exc
+            raise fail(f"{what} needs a package that is not installed: {exc.name}") from exc
     checkout = Path(__file__).resolve().parents[3]  # shared/giqa/cli/serve.py -> the checkout
     if not (checkout / "services" / "__init__.py").is_file():
         raise fail(f"cannot find the services package ({module}): run from a checkout of the project")
@@ -48,7 +56,8 @@ def service_module(name: str) -> Any:
     return importlib.import_module(module)
 
 
-def _serve(name: str, host: str | None, port: int, log_level: str) -> None:
+def serve(name: str, host: str | None, port: int, log_level: str, settings: Any = None) -> None:
+    """Load service ``name``'s backend from ``settings`` (default: the environment's), then serve it."""
     from giqa.settings import get_settings
 
     try:
@@ -56,7 +65,7 @@ def _serve(name: str, host: str | None, port: int, log_level: str) -> None:
     except ModuleNotFoundError:
         raise fail("uvicorn is not installed: pip install 'giqa[services]'") from None
     module = service_module(name)
-    settings = get_settings()
+    settings = settings or get_settings()
     # the backend is loaded before the port opens, so a bad configuration (a model folder that is not
     # there, a judge without its model) ends here in one line instead of in uvicorn's startup traceback
     try:
@@ -80,11 +89,21 @@ LogLevel = Annotated[str, typer.Option("--log-level", help="uvicorn log level")]
 
 def _command(name: str, default_port: int) -> None:
     def command(host: Host = None, port: Port = default_port, log_level: LogLevel = "info") -> None:
-        _serve(name, host, port, log_level)
+        serve(name, host, port, log_level)
 
     command.__doc__ = f"Run the {name} service (see services/{name}/app.py); stops on Ctrl-C / SIGTERM."
     app.command(name)(command)
 
 
 for _name, (_module, _port) in SERVICES.items():
-    _command(_name, _port)
+    if _name != "inference":
+        _command(_name, _port)
+
+
+def _inference_command() -> None:
+    from giqa.cli.serve_inference import inference
+
+    app.command("inference")(inference)
+
+
+_inference_command()

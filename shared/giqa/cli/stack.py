@@ -54,6 +54,9 @@ def up(
     logs: Annotated[
         Path | None, typer.Option("--logs", help="log folder (default <data_dir>/stack/logs)")
     ] = None,
+    jobs: Annotated[
+        bool, typer.Option("--jobs", help="also the trainer and evaluator with their train/eval workers")
+    ] = False,
 ) -> None:
     """Start every process, print the URLs, and keep them running until Ctrl-C."""
     from giqa.infra.stack import Stack, StackError, plan
@@ -70,7 +73,7 @@ def up(
         _ensure_database(database_url(settings))
     except Exception as exc:
         raise fail(f"cannot prepare the database: {str(exc).splitlines()[0]}", EXIT_UNAVAILABLE) from exc
-    the_plan = plan(settings, detect_workers=detect_workers)
+    the_plan = plan(settings, detect_workers=detect_workers, jobs=jobs)
     state = _state_dir()
     log_dir = logs or state / "logs"
     stack = Stack(the_plan, log_dir)
@@ -93,6 +96,9 @@ def up(
         for process in the_plan.processes:
             typer.echo(f"  {process.name:15} pid {stack.running[process.name].pid}")
         typer.echo(f"annotator: {the_plan.urls['annotator']} (docs: {the_plan.urls['annotator']}/docs)")
+        for name in ("trainer", "evaluator"):
+            if name in the_plan.urls:
+                typer.echo(f"{name}: {the_plan.urls[name]} (docs: {the_plan.urls[name]}/docs)")
         typer.echo(
             "submit: giqa runs submit --descriptions D.jsonl --images DIR --watch; Ctrl-C stops the stack"
         )

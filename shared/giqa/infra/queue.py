@@ -1,7 +1,8 @@
 """The task queue: one Celery app built from settings, named queues per resource, JSON only.
 
 Queues (DESIGN §6): ``llm`` (Stage 1 and VQA call the LLM server), ``detect`` (Grounding DINO), ``judge``
-(the IQA-Filter and Stages 3–4), ``cpu`` (the export). A worker listens on the queues whose model it holds,
+(the IQA-Filter and Stages 3–4), ``cpu`` (the export), ``train`` (training jobs: the worker runs ``giqa
+train`` as a child process) and ``eval`` (evaluations). A worker listens on the queues whose model it holds,
 so GPU workers scale independently of the rest. Tasks are routed by name (:data:`TASK_QUEUES`).
 
 Delivery (decided): ``acks_late`` with ``reject_on_worker_lost``, so a worker that dies mid-task leaves the
@@ -34,6 +35,8 @@ TASK_QUEUES: dict[str, str] = {
     "giqa.annotate.assemble": "judge",
     "giqa.annotate.vqa": "llm",
     "giqa.annotate.export": "cpu",
+    "giqa.jobs.train": "train",
+    "giqa.jobs.evaluate": "eval",
 }
 DEFAULT_QUEUE = "cpu"
 
@@ -106,7 +109,16 @@ def worker_argv(
     """
     if queue not in QUEUE_NAMES:
         raise ValueError(f"unknown queue {queue!r}; the queues are {', '.join(QUEUE_NAMES)}")
-    pool = pool or {"detect": "solo", "judge": "solo", "llm": "threads", "cpu": "solo"}[queue]
+    # train and eval: solo, one job at a time per worker, the child process dies with the worker process
+    pools = {
+        "detect": "solo",
+        "judge": "solo",
+        "llm": "threads",
+        "cpu": "solo",
+        "train": "solo",
+        "eval": "solo",
+    }
+    pool = pool or pools[queue]
     argv = ["-A", app, "worker", "-Q", queue, "-P", pool, "-n", f"{queue}{index}@%h", "--without-gossip"]
     argv += ["--without-mingle", "--without-heartbeat", "-l", "INFO"]
     if pool != "solo":

@@ -8,7 +8,9 @@ start exactly the same processes:
 - ``llm``: the embedded llama.cpp server (``giqa llm serve``) unless ``llm.url`` names one already;
 - ``detector``, ``iqa_filter``, ``annotator``: the FastAPI services (uvicorn);
 - ``worker-llm``, ``worker-detect1..N``, ``worker-judge``, ``worker-cpu``: Celery workers, one per queue
-  (:func:`giqa.infra.queue.worker_argv`: solo pools for the model queues, threads for the LLM queue).
+  (:func:`giqa.infra.queue.worker_argv`: solo pools for the model queues, threads for the LLM queue);
+- with ``jobs=True``: the ``trainer`` and ``evaluator`` services and their ``worker-train`` and
+  ``worker-eval`` (training jobs run as children of the train worker).
   With the detector and iqa_filter services running, the detect and judge workers call them over HTTP
   (``pipeline.detector_url``/``judge_url``), so the models are loaded once, in the services.
 
@@ -33,7 +35,15 @@ from pathlib import Path
 from giqa.infra.queue import worker_argv
 from giqa.settings import Settings
 
-DEFAULT_PORTS = {"annotator": 8300, "detector": 8301, "iqa_filter": 8302, "llm": 8310, "s3": 9300}
+DEFAULT_PORTS = {
+    "annotator": 8300,
+    "detector": 8301,
+    "iqa_filter": 8302,
+    "llm": 8310,
+    "s3": 9300,
+    "trainer": 8500,
+    "evaluator": 8600,
+}
 
 
 @dataclass
@@ -62,6 +72,7 @@ def plan(
     ports: Mapping[str, int] | None = None,
     detect_workers: int = 1,
     repo_root: Path | None = None,
+    jobs: bool = False,
 ) -> Plan:
     """The processes of the stack and their shared environment (see the module docstring)."""
     port = DEFAULT_PORTS | dict(ports or {})
@@ -86,13 +97,16 @@ def plan(
             )
         )
         env |= {"GIQA_LLM__URL": llm, "GIQA_LLM__DIALECT": "json_object"}
-    urls = {name: f"http://{host}:{port[name]}" for name in ("annotator", "detector", "iqa_filter")}
+    services = ("detector", "iqa_filter", "annotator") + (("trainer", "evaluator") if jobs else ())
+    urls = {name: f"http://{host}:{port[name]}" for name in services}
+    if jobs:
+        env |= {"GIQA_JOBS__TRAINER_URL": urls["trainer"], "GIQA_JOBS__EVALUATOR_URL": urls["evaluator"]}
     env |= {
         "GIQA_PIPELINE__DETECTOR_URL": urls["detector"],
         "GIQA_PIPELINE__JUDGE_URL": urls["iqa_filter"],
         "GIQA_ANNOTATOR__URL": urls["annotator"],
     }
-    for name in ("detector", "iqa_filter", "annotator"):
+    for name in services:
         argv = [
             _bin("uvicorn"),
             f"services.{name}.app:app",
@@ -112,6 +126,9 @@ def plan(
         processes.append(Process(f"worker-detect{index}", [celery, *argv]))
     processes.append(Process("worker-judge", [celery, *worker_argv(settings, "judge")]))
     processes.append(Process("worker-cpu", [celery, *worker_argv(settings, "cpu")]))
+    if jobs:
+        processes.append(Process("worker-train", [celery, *worker_argv(settings, "train")]))
+        processes.append(Process("worker-eval", [celery, *worker_argv(settings, "eval")]))
     root = repo_root or Path.cwd()
     paths = [str(root / "shared"), str(root)]
     env["PYTHONPATH"] = os.pathsep.join(

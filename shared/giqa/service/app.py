@@ -122,6 +122,34 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+class StateGauge:
+    """A gauge by ``state`` (or ``label``) read when Prometheus scrapes (jobs by state from the database).
+
+    ``counts`` answers ``{state: n}``; when it fails (the database is away) the gauge is left out of that
+    scrape rather than failing ``/metrics`` (``/ready`` says what is wrong)."""
+
+    def __init__(
+        self, name: str, documentation: str, counts: Callable[[], dict[str, int]], *, label: str = "state"
+    ) -> None:
+        self.name, self.documentation, self.counts, self.label = name, documentation, counts, label
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        try:
+            counts = self.counts()
+        except Exception as exc:  # any store failure: no sample this time
+            log.warning("metric %s not collected: %s", self.name, exc)
+            return
+        family = GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
+        for state, n in counts.items():
+            family.add_metric([state], n)
+        yield family
+
+    def describe(self) -> Iterable[Any]:
+        return []  # read at scrape time only (no database call when the collector is registered)
+
+
 def _body_too_large(limit: int) -> str:
     return f"request body is over the limit of {limit:,} bytes (setting service.max_body_bytes)"
 

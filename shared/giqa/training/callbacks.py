@@ -20,7 +20,8 @@ _RENAME = {
 
 
 class MetricsJsonl(TrainerCallback):
-    """One JSON line per log: step, epoch, elapsed seconds, loss, lr, grad_norm, samples/s, tokens/s."""
+    """One JSON line per log: step, max_steps (the steps the run will take), epoch, elapsed seconds, loss, lr,
+    grad_norm, samples/s, tokens/s. The trainer service tails this file for a job's progress and ETA."""
 
     def __init__(self, output_dir: Path) -> None:
         self.path = output_dir / METRICS_FILE
@@ -34,7 +35,8 @@ class MetricsJsonl(TrainerCallback):
     ) -> None:
         if not state.is_world_process_zero or not logs:
             return
-        row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        row: dict[str, Any] = {"step": state.global_step, "max_steps": state.max_steps}
+        row["epoch"] = round(state.epoch or 0.0, 4)
         row["elapsed_s"] = round(time.monotonic() - self.started, 2)
         for key, value in logs.items():
             row[_RENAME.get(key, key)] = value

@@ -59,10 +59,10 @@ def new_run(sessions: sessionmaker[Session], n: int = 3, state: str = "running")
 
 
 def test_migrations_create_the_models_schema_and_rerun_as_a_no_op(db_url: str) -> None:
-    assert current(db_url) == head() == "0001"
+    assert current(db_url) == head() == "0002"  # 0001 runs and datasets, 0002 jobs and evaluations
     assert schema_drift(db_url) == []
     upgrade(db_url)  # already at head
-    assert current(db_url) == "0001"
+    assert current(db_url) == "0002"
 
 
 def test_a_never_migrated_database_has_no_revision(tmp_path: Path) -> None:
@@ -412,11 +412,11 @@ def test_cli_upgrade_and_current(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     runner = CliRunner()
     before = runner.invoke(app, ["db", "current", "--url", url])
-    assert before.exit_code == 0 and before.output.startswith("none (newest is 0001")
+    assert before.exit_code == 0 and before.output.startswith(f"none (newest is {head()}")
     done = runner.invoke(app, ["db", "upgrade", "--url", url])
-    assert done.exit_code == 0 and "revision 0001" in done.output
+    assert done.exit_code == 0 and f"revision {head()}" in done.output
     after = runner.invoke(app, ["db", "current", "--url", url])
-    assert after.output.strip() == "0001 (up to date)"
+    assert after.output.strip() == f"{head()} (up to date)"
     bad = runner.invoke(app, ["db", "current", "--url", "mysql://x"])
     assert bad.exit_code == 2 and "--url: database URL must start with" in bad.output
     down = runner.invoke(app, ["db", "upgrade", "--url", "postgresql://postgres:secret@127.0.0.1:1/x"])

@@ -33,7 +33,8 @@ def test_bad_queue_settings_are_refused_with_the_reason(fields: dict, message: s
 
 
 def test_concurrency_fills_every_queue() -> None:
-    assert QueueSettings(concurrency={"llm": 4}).concurrency == {"llm": 4, "detect": 1, "judge": 1, "cpu": 1}
+    expected = {"llm": 4, "detect": 1, "judge": 1, "cpu": 1, "train": 1, "eval": 1}
+    assert QueueSettings(concurrency={"llm": 4}).concurrency == expected
 
 
 def test_the_app_is_json_only_acks_late_and_routes_by_name() -> None:
@@ -49,7 +50,9 @@ def test_the_app_is_json_only_acks_late_and_routes_by_name() -> None:
     assert conf.broker_transport_options["unacked_restore_throttle"] == 1
     assert not conf.task_always_eager
     assert app.amqp.router.route({}, "giqa.annotate.detect", (), {})["queue"].name == "detect"
-    assert {queue_of(name) for name in TASK_QUEUES} == {"llm", "detect", "judge", "cpu"}
+    assert {queue_of(name) for name in TASK_QUEUES} == {"llm", "detect", "judge", "cpu", "train", "eval"}
+    assert app.amqp.router.route({}, "giqa.jobs.train", (), {})["queue"].name == "train"
+    assert app.amqp.router.route({}, "giqa.jobs.evaluate", (), {})["queue"].name == "eval"
     assert queue_of("anything.else") == "cpu"
     assert make_celery(Settings()).conf.task_always_eager  # no broker: tasks run in-process
 
@@ -60,6 +63,8 @@ def test_gpu_queues_run_solo_pools_and_the_llm_queue_threads() -> None:
     llm = worker_argv(settings, "llm")
     assert llm[llm.index("-P") + 1] == "threads" and llm[llm.index("-c") + 1] == "6"
     assert "detect2@%h" in worker_argv(settings, "detect", index=2)
+    for queue in ("train", "eval"):  # one job per worker; its child process dies with the worker
+        assert worker_argv(settings, queue)[worker_argv(settings, queue).index("-P") + 1] == "solo"
     with pytest.raises(ValueError, match="unknown queue"):
         worker_argv(settings, "gpu")
 

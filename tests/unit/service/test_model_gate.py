@@ -51,14 +51,19 @@ def test_overloaded_beyond_the_queue_answers_503_with_retry_after() -> None:
     release = threading.Event()
 
     async def main() -> None:
-        first = asyncio.create_task(gate.run(release.wait, items=1))
+        first = asyncio.create_task(gate.run(lambda: release.wait(10), items=1))
         second = asyncio.create_task(gate.run(lambda: True, items=1))  # queued behind the first
-        await asyncio.sleep(0.05)
-        with pytest.raises(ServiceError) as caught:
-            await gate.run(lambda: True, items=1)
-        assert caught.value.status == 503 and caught.value.code == "overloaded"
-        assert caught.value.headers == {"Retry-After": "1"}
-        release.set()
+        try:
+            for _ in range(1000):  # until both are in hand (a busy machine may take a while)
+                if gate._waiting == 2:
+                    break
+                await asyncio.sleep(0.01)
+            with pytest.raises(ServiceError) as caught:
+                await gate.run(lambda: True, items=1)
+            assert caught.value.status == 503 and caught.value.code == "overloaded"
+            assert caught.value.headers == {"Retry-After": "1"}
+        finally:
+            release.set()  # never leave the worker threads blocked, whatever failed above
         assert (await first)[0] is True and (await second)[0] is True
         assert (await gate.run(lambda: 3, items=1))[0] == 3  # the queue drained: served again
 

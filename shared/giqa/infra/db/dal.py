@@ -545,3 +545,25 @@ def _sample_views(s: Session, query: Any) -> list[SampleView]:
         )
         for x, image_key in rows
     ]
+
+
+def active_stage_counts(s: Session) -> tuple[dict[str, int], dict[str, int]]:
+    """Failures recorded and stage results stored, by stage, over the runs still in flight (pending, running
+    or exporting): two grouped counts for ``/metrics`` at scrape time. Every stage is present."""
+    active = select(Run.id).where(Run.state.in_(("pending", "running", "exporting")))
+    failures = s.execute(
+        select(Failure.stage, func.count())
+        .join(Sample, Sample.id == Failure.sample_id)
+        .where(Sample.run_id.in_(active))
+        .group_by(Failure.stage)
+    )
+    results = s.execute(
+        select(StageResult.stage, func.count())
+        .join(Sample, Sample.id == StageResult.sample_id)
+        .where(Sample.run_id.in_(active))
+        .group_by(StageResult.stage)
+    )
+    return (
+        dict.fromkeys(STAGES, 0) | {row[0]: row[1] for row in failures},
+        dict.fromkeys(STAGES, 0) | {row[0]: row[1] for row in results},
+    )

@@ -7,7 +7,16 @@ picks one from the settings. Keys come from the pure builders in :mod:`.keys`.
 
 from giqa.infra.storage.base import InvalidKey, NotFound, ObjectInfo, ObjectStore, StorageError, check_key
 from giqa.infra.storage.factory import ImageRef, make_store, put_image
-from giqa.infra.storage.keys import checkpoint_key, dataset_key, image_key, prefix_of, report_key, upload_key
+from giqa.infra.storage.folders import get_folder, put_folder
+from giqa.infra.storage.keys import (
+    checkpoint_key,
+    dataset_key,
+    image_key,
+    job_key,
+    prefix_of,
+    report_key,
+    upload_key,
+)
 from giqa.infra.storage.local import LocalObjectStore
 
 __all__ = [
@@ -21,9 +30,12 @@ __all__ = [
     "check_key",
     "checkpoint_key",
     "dataset_key",
+    "get_folder",
     "image_key",
+    "job_key",
     "make_store",
     "prefix_of",
+    "put_folder",
     "put_image",
     "report_key",
     "upload_key",

@@ -7,6 +7,7 @@ Layout (decided)::
     datasets/<run_id>/<name>                 a run's export (train.json, val.json, images)
     reports/<report_id>/<name>               evaluation reports
     checkpoints/<checkpoint_id>/<name>       trained model folders, file by file
+    jobs/<job_id>/<name>                     a training job's inputs and logs (metrics, loss curve)
 
 The two-character fan-out keeps any one listing prefix small. Every part is checked (:func:`check_key`):
 no ``..``, no leading ``/``, no empty parts.
@@ -51,9 +52,14 @@ def checkpoint_key(checkpoint_id: str, name: str) -> str:
     return _scoped("checkpoints", checkpoint_id, name)
 
 
+def job_key(job_id: str, name: str) -> str:
+    """A file of a training job: its metrics, loss curve and log."""
+    return _scoped("jobs", job_id, name)
+
+
 def prefix_of(kind: str, scope_id: str) -> str:
     """The listing prefix of one run's (report's, checkpoint's) objects, ending in ``/``."""
-    if kind not in ("uploads", "datasets", "reports", "checkpoints"):
+    if kind not in ("uploads", "datasets", "reports", "checkpoints", "jobs"):
         raise InvalidKey(f"unknown key kind {kind!r}")
     return f"{kind}/{_scope(scope_id)}/"
 

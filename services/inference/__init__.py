@@ -1,0 +1,1 @@
+"""The inference service: grounded-IQA answers over HTTP for image-editing apps (see README.md)."""

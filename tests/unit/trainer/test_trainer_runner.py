@@ -1,0 +1,190 @@
+"""services.trainer.runner.run_job on embedded defaults (SQLite, the local object folder) with stand-in
+children (small Python scripts instead of ``giqa train``), so every path is fast: inputs that cannot be
+fetched, a child that fails with its error line, one that succeeds and is published and registered, and a
+cancel that stops a running child. The real ``giqa train`` child runs in the e2e test."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from giqa.infra.db import jobs_dal
+from giqa.infra.db.migrate import upgrade
+from giqa.settings import Settings, database_url
+from services.annotator.tasks import WorkerContext
+from services.trainer.runner import Child, run_job, start_command
+
+pytestmark = pytest.mark.unit
+
+ROWS = [{"id": "a", "image": "images/a.png", "conversations": []}]
+
+SUCCEEDS = """
+import json, pathlib
+run = pathlib.Path("run"); (run / "final").mkdir(parents=True)
+with (run / "metrics.jsonl").open("w") as f:
+    for step in (1, 2, 3):
+        row = {"step": step, "max_steps": 3, "elapsed_s": step * 0.5, "loss": 4.0 - step}
+        f.write(json.dumps(row) + "\\n")
+(run / "final" / "config.json").write_text("{}")
+(run / "final" / "model.safetensors").write_bytes(b"weights")
+print("trained 3 steps")
+"""
+FAILS = "import sys; print('loading'); print('error: data: train.json is not a LLaVA JSON list'); sys.exit(2)"
+RUNS_LONG = """
+import json, pathlib, time
+run = pathlib.Path("run"); run.mkdir()
+row = {"step": 1, "max_steps": 1000, "elapsed_s": 1.0, "loss": 9.0}
+(run / "metrics.jsonl").write_text(json.dumps(row) + "\\n")
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Any:
+    settings = Settings(
+        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", jobs={"poll_s": 0.05, "cancel_grace_s": 2}
+    )
+    upgrade(database_url(settings))
+    context = WorkerContext(settings)
+    context.store.put_bytes("uploads/d/llava.json", json.dumps(ROWS).encode())
+    context.store.put_bytes("uploads/d/images/a.png", b"png bytes")
+    yield context
+    context.close()
+
+
+def new_job(ctx: Any, **kw: Any) -> str:
+    args = {
+        "name": "j",
+        "launcher": "local",
+        "config": {"max_steps": 3},
+        "dataset_ref": "key:uploads/d/llava.json",
+        "images_prefix": "uploads/d",
+        "base_model": "tiny",
+        "checkpoint_name": "ck-1",
+    } | kw
+    with ctx.session() as s:
+        return jobs_dal.create_job(s, **args)
+
+
+def script(code: str) -> Any:
+    def start(config: Path, folder: Path) -> Child:
+        assert config.is_file()
+        return start_command([sys.executable, "-c", code], folder)
+
+    return start
+
+
+def job(ctx: Any, job_id: str) -> jobs_dal.JobView:
+    with ctx.session() as s:
+        view = jobs_dal.get_job(s, job_id=job_id)
+    assert view is not None
+    return view
+
+
+def test_a_succeeding_child_is_published_and_registered(ctx: Any) -> None:
+    job_id = new_job(ctx)
+    assert run_job(ctx, job_id, start=script(SUCCEEDS)) == "succeeded"
+    view = job(ctx, job_id)
+    assert (view.state, view.step, view.total_steps, view.loss, view.eta_s) == ("succeeded", 3, 3, 1.0, 0.0)
+    [checkpoint] = view.checkpoints
+    assert checkpoint.name == "ck-1" and checkpoint.step == 3 and checkpoint.key_prefix == "checkpoints/ck-1/"
+    assert sorted(ctx.store.list("checkpoints/ck-1/")) == [
+        "checkpoints/ck-1/config.json",
+        "checkpoints/ck-1/model.safetensors",
+    ]
+    assert ctx.store.exists(f"jobs/{job_id}/metrics.jsonl") and ctx.store.exists(f"jobs/{job_id}/train.log")
+    folder = ctx.settings.data_dir / "jobs" / job_id
+    assert (folder / "data" / "images" / "images" / "a.png").read_bytes() == b"png bytes"
+    import yaml
+
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["max_steps"] == 3 and config["output_dir"] == str(folder / "run") and not config["progress"]
+    assert run_job(ctx, job_id, start=script(SUCCEEDS)) == ""  # delivered again: nothing runs twice
+
+
+def test_a_failing_child_fails_the_job_with_its_own_error_line(ctx: Any) -> None:
+    job_id = new_job(ctx)
+    assert run_job(ctx, job_id, start=script(FAILS)) == "failed"
+    view = job(ctx, job_id)
+    assert view.error == "data: train.json is not a LLaVA JSON list" and view.checkpoints == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"dataset_ref": "key:uploads/none.json"}, "input: not in the object store"),
+        ({"dataset_ref": "run:" + "0" * 32}, "has no exported dataset"),
+        ({"base_model": "checkpoint:nope"}, "no checkpoint is registered as 'nope'"),
+        ({"base_model": "key:checkpoints/none/"}, "no base model under 'checkpoints/none/'"),
+        ({"images_prefix": None}, "give images_prefix"),
+    ],
+)
+def test_inputs_that_cannot_be_fetched_fail_the_job_before_any_child(
+    ctx: Any, fields: dict[str, Any], words: str
+) -> None:
+    job_id = new_job(ctx, **fields)
+
+    def never(config: Path, folder: Path) -> Child:
+        raise AssertionError("no child may start")
+
+    assert run_job(ctx, job_id, start=never) == "failed"
+    assert words in (job(ctx, job_id).error or "")
+
+
+def test_a_cancel_stops_the_running_child(ctx: Any) -> None:
+    psutil = pytest.importorskip("psutil")
+    job_id = new_job(ctx)
+    started: list[Child] = []
+
+    def start(config: Path, folder: Path) -> Child:
+        started.append(script(RUNS_LONG)(config, folder))
+        return started[-1]
+
+    result: list[str] = []
+    runner = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while job(ctx, job_id).step < 1:
+        assert time.monotonic() < deadline, job(ctx, job_id)
+        time.sleep(0.05)
+    running = job(ctx, job_id)
+    assert running.pid == started[0].process.pid and running.eta_s == 999.0
+    with ctx.session() as s:
+        jobs_dal.request_cancel(s, job_id=job_id)
+    runner.join(timeout=30)
+    assert result == ["cancelled"] and job(ctx, job_id).state == "cancelled"
+    assert not psutil.pid_exists(started[0].process.pid) or (
+        psutil.Process(started[0].process.pid).status() == psutil.STATUS_ZOMBIE
+    )
+
+
+def test_a_stopping_worker_stops_the_child_and_fails_the_job_with_the_reason(ctx: Any) -> None:
+    from services.trainer import runner
+
+    job_id = new_job(ctx)
+    started: list[Child] = []
+
+    def start(config: Path, folder: Path) -> Child:
+        started.append(script(RUNS_LONG)(config, folder))
+        return started[-1]
+
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while job(ctx, job_id).step < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        runner.STOPPING.set()  # what Celery's worker_shutting_down does
+        thread.join(timeout=30)
+    finally:
+        runner.STOPPING.clear()
+    assert result == ["failed"] and "worker was stopped" in (job(ctx, job_id).error or "")
+    assert started[0].process.poll() is not None
