@@ -292,7 +292,7 @@ def create_app_from_settings(
 
     @app.get("/v1/runs", response_model=list[RunOut], tags=["runs"], dependencies=operator)
     def list_runs(
-        limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+        limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0
     ) -> list[RunOut]:
         from giqa.infra.db import dal
 

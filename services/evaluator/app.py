@@ -289,7 +289,7 @@ def create_app_from_settings(
         "/v1/evaluations", response_model=list[EvaluationOut], tags=["evaluations"], dependencies=operator
     )
     def list_evaluations(
-        limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+        limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0
     ) -> list[EvaluationOut]:
         with context.session() as s:
             return [out(v) for v in jobs_dal.list_evaluations(s, limit=limit, offset=offset)]

@@ -348,7 +348,7 @@ def create_app_from_settings(
     @app.get("/v1/jobs", response_model=list[JobOut], tags=["jobs"], dependencies=operator)
     def list_jobs(
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
         state: Literal["pending", "running", "succeeded", "failed", "cancelled"] | None = None,
     ) -> list[JobOut]:
         fail_lost()
