@@ -477,11 +477,11 @@ def secret_problems(settings: Settings) -> list[str]:
         password = urlsplit(settings.db.url).password
         if password is not None and (why := _weak(unquote(password), MIN_STORAGE_SECRET_CHARS)):
             problems.append(f"the password in GIQA_DB__URL is {why}")
-    for name, key in (
+    for name, bearer in (
         ("GIQA_LLM__API_KEY", settings.llm.api_key),
         ("GIQA_INFERENCE__API_KEY", settings.inference.api_key),
     ):
-        value = key.get_secret_value().strip() if key else ""
+        value = bearer.get_secret_value().strip() if bearer else ""
         if value and _weak(value, 1):  # empty: the (internal) vLLM server takes no key
             problems.append(f"{name} is a default or placeholder value")
     return problems
