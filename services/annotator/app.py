@@ -23,8 +23,6 @@ Run it with ``uvicorn services.annotator.app:app --factory``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,17 +30,15 @@ from fastapi import BackgroundTasks, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from giqa.ports import Health
-from giqa.service import ServiceError, create_app, require_key
+from giqa.service import ServiceError, require_key
 from giqa.service.app import StateGauge
 from giqa.settings import Settings, get_settings
 from giqa.wire import ErrorBody
 from services.annotator import ops, runs
 from services.annotator.sweeper import Sweeper
-from services.annotator.tasks import WorkerContext, enqueue, use_context
+from services.annotator.tasks import WorkerContext, enqueue
 
 NAME = "annotator"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -132,46 +128,15 @@ def create_app_from_settings(
     ctx: WorkerContext | None = None,
 ) -> FastAPI:
     """The annotator app. ``ctx``: the process's worker context (else one from ``settings``)."""
-    from giqa.infra.queue import broker_health, make_celery
+    from services.platform import platform_app
 
-    context = ctx or WorkerContext(settings)
-    celery = make_celery(settings)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        celery.set_default()  # the tasks this process sends go through this app (and run here when eager)
-        previous = use_context(context)
-        if settings.db.url is None:  # the embedded SQLite file: migrate it here (a cluster migrates first)
-            from giqa.infra.db.migrate import upgrade
-            from giqa.settings import database_url
-
-            await run_in_threadpool(upgrade, database_url(settings))
-        sweeper = Sweeper(context, settings).start()  # re-sends what a broker restart lost (Redis only)
-        try:
-            yield
-        finally:
-            sweeper.stop()
-            use_context(previous)
-            context.close()
-
-    def ready() -> Health:
-        try:
-            with context.session() as s:
-                s.execute(text("SELECT 1"))
-        except Exception as exc:
-            return Health(False, f"database: {type(exc).__name__}: {str(exc)[:200]}")
-        store = context.store.health()
-        if not store.ok:
-            return Health(False, f"object store: {store.detail}")
-        broker = broker_health(celery)
-        return broker if not broker.ok else Health(True, broker.detail)
-
-    app = create_app(
+    app, context, celery = platform_app(
+        settings,
         name=NAME,
-        settings=settings.service,
-        ready=ready,
-        lifespan=lifespan,
+        ctx=ctx,
         description="Annotation runs: submit images and descriptions, watch them flow, fetch the dataset.",
+        # re-sends what a broker restart lost (Redis only; services.annotator.sweeper)
+        background=lambda context: Sweeper(context, settings).start().stop,
     )
     _register_metrics(app, settings, context)
     operator = [Depends(require_key("operator", settings.service))]

@@ -14,16 +14,14 @@ app from :func:`giqa.settings.get_settings`, i.e. the ``GIQA_`` environment).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from giqa.ports import Detector, Health
-from giqa.service import ServiceError, create_app, require_key
-from giqa.service.model import FetchObject, ModelGate, wire_image
+from giqa.ports import Detector
+from giqa.service import ServiceError, require_key
+from giqa.service.model import FetchObject, ModelGate, model_app, wire_image
 from giqa.settings import Settings, get_settings
 from giqa.wire import (
     MAX_DETECT_ITEMS,
@@ -54,24 +52,13 @@ def create_app_from_settings(
     """The detector app. ``backend``: a detector already built (else :func:`load_backend` at start-up, in
     the lifespan); ``fetch_object``: the object-store reader that makes ``image_key`` items work (else
     they get 400)."""
-    state: dict[str, Any] = {"detector": backend}
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if state["detector"] is None:
-            state["detector"] = await run_in_threadpool(load_backend, settings)
-        yield
-
-    def ready() -> Health:
-        backend = state["detector"]
-        return Health(False, "loading the model") if backend is None else backend.health()
-
-    app = create_app(
+    app, current = model_app(
         name=NAME,
         settings=settings.service,
-        ready=ready,
-        lifespan=lifespan,
+        load=lambda: load_backend(settings),
+        backend=backend,
         description="Open-vocabulary detection (Grounding DINO): boxes for each phrase in each image.",
+        loading="loading the model",
     )
     gate = ModelGate(app, settings.service, item_buckets=(1, 2, 4, 8, 16, 32, MAX_DETECT_ITEMS))
     max_pixels = settings.pipeline.max_image_pixels
@@ -89,7 +76,7 @@ def create_app_from_settings(
         summary="boxes for each phrase in each image",
     )
     async def detect(body: DetectRequest) -> DetectResponse:
-        backend = state["detector"]
+        backend = current()
         if backend is None:  # pragma: no cover - requests only arrive after the lifespan
             raise ServiceError(503, "the detector is still loading", code="unavailable")
 

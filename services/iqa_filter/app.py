@@ -16,17 +16,13 @@ Run it with ``giqa serve iqa_filter`` or ``uvicorn services.iqa_filter.app:app -
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 from fastapi import Depends, FastAPI
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from giqa.ports import Health, QualityJudge
-from giqa.service import ServiceError, create_app, require_key
-from giqa.service.model import FetchObject, ModelGate, wire_image
+from giqa.ports import QualityJudge
+from giqa.service import ServiceError, require_key
+from giqa.service.model import FetchObject, ModelGate, model_app, wire_image
 from giqa.settings import Settings, get_settings
 from giqa.wire import MAX_JUDGE_ITEMS, ErrorBody, JudgementOut, JudgeRequest, JudgeResponse
 
@@ -51,24 +47,13 @@ def create_app_from_settings(
     """The iqa_filter app. ``backend``: a judge already built (else :func:`load_backend` at start-up, in
     the lifespan); ``fetch_object``: the object-store reader that makes ``image_key`` items work (else
     they get 400)."""
-    state: dict[str, Any] = {"judge": backend}
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if state["judge"] is None:
-            state["judge"] = await run_in_threadpool(load_backend, settings)
-        yield
-
-    def ready() -> Health:
-        backend = state["judge"]
-        return Health(False, "loading the judge") if backend is None else backend.health()
-
-    app = create_app(
+    app, current = model_app(
         name=NAME,
         settings=settings.service,
-        ready=ready,
-        lifespan=lifespan,
+        load=lambda: load_backend(settings),
+        backend=backend,
         description='Yes/no quality judging of crops: "Is the image quality <word>?" (Stage 3 IQA-Filter).',
+        loading="loading the judge",
     )
     gate = ModelGate(app, settings.service, item_buckets=(1, 4, 16, 64, MAX_JUDGE_ITEMS))
     max_pixels = settings.pipeline.max_image_pixels
@@ -89,7 +74,7 @@ def create_app_from_settings(
         summary="P(yes) for each (image, box, quality word)",
     )
     async def judge_endpoint(body: JudgeRequest) -> JudgeResponse:
-        backend = state["judge"]
+        backend = current()
         if backend is None:  # pragma: no cover - requests only arrive after the lifespan
             raise ServiceError(503, "the judge is still loading", code="unavailable")
 

@@ -19,23 +19,20 @@ Launchers: :mod:`services.trainer.launchers`. Run it with ``uvicorn services.tra
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import BackgroundTasks, Depends, FastAPI, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from giqa.infra.db import jobs_dal
-from giqa.ports import Health
-from giqa.service import ServiceError, create_app, require_key
+from giqa.service import ServiceError, require_key
 from giqa.service.app import StateGauge
 from giqa.settings import Settings, get_settings
 from giqa.wire import ErrorBody
-from services.annotator.tasks import WorkerContext, use_context
+from services.annotator.tasks import WorkerContext
 
 NAME = "trainer"
 log = logging.getLogger("giqa.trainer")
@@ -189,43 +186,13 @@ def create_app_from_settings(
 ) -> FastAPI:
     """The trainer app. ``ctx``: the process's context (else one from ``settings``); ``kubernetes_api``:
     builds the cluster client of the kubernetes launcher (default: the ``kubernetes`` package)."""
-    from giqa.infra.queue import broker_health, make_celery
+    from services.platform import platform_app
     from services.trainer.launchers import make_launcher
 
-    context = ctx or WorkerContext(settings)
-    celery = make_celery(settings)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        celery.set_default()
-        previous = use_context(context)
-        if settings.db.url is None:  # the embedded SQLite file: migrate it here (a cluster migrates first)
-            from giqa.infra.db.migrate import upgrade
-            from giqa.settings import database_url
-
-            await run_in_threadpool(upgrade, database_url(settings))
-        try:
-            yield
-        finally:
-            use_context(previous)
-            context.close()
-
-    def ready() -> Health:
-        try:
-            with context.session() as s:
-                s.execute(text("SELECT 1"))
-        except Exception as exc:
-            return Health(False, f"database: {type(exc).__name__}: {str(exc)[:200]}")
-        store = context.store.health()
-        if not store.ok:
-            return Health(False, f"object store: {store.detail}")
-        return broker_health(celery)
-
-    app = create_app(
+    app, context, celery = platform_app(
+        settings,
         name=NAME,
-        settings=settings.service,
-        ready=ready,
-        lifespan=lifespan,
+        ctx=ctx,
         description="Training jobs: submit, watch step, loss and ETA, cancel; the checkpoints they register.",
     )
 

@@ -276,7 +276,7 @@ def create_app(
     app = FastAPI(
         title=f"giqa {name}",
         description=description,
-        version=version or getattr(giqa, "__version__", "0"),
+        version=version or str(giqa.__version__),
         lifespan=lifespan,
         responses={
             422: {"model": ErrorBody, "description": "the request does not match the schema"},

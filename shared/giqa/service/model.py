@@ -128,3 +128,38 @@ class ModelGate:
         self.items.observe(items)
         self.seconds.observe(seconds)
         return result, seconds
+
+
+def model_app(
+    *,
+    name: str,
+    settings: ServiceSettings,
+    load: Callable[[], object],
+    backend: object | None = None,
+    description: str = "",
+    loading: str = "loading the model",
+) -> tuple[FastAPI, Callable[[], object | None]]:
+    """A service that owns one model: :func:`giqa.service.create_app` whose lifespan runs ``load`` (in a
+    thread, so ``/health`` answers meanwhile) unless ``backend`` was given, and whose ``/ready`` is 503
+    (``loading``) until the model is there, then the model's own ``health()``. Returns the app and a getter
+    of the model (None while loading)."""
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    from giqa.ports import Health
+    from giqa.service.app import create_app
+
+    state: dict[str, object | None] = {"backend": backend}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if state["backend"] is None:
+            state["backend"] = await run_in_threadpool(load)
+        yield
+
+    def ready() -> Health:
+        current = state["backend"]
+        return Health(False, loading) if current is None else current.health()  # type: ignore[attr-defined]
+
+    app = create_app(name=name, settings=settings, ready=ready, lifespan=lifespan, description=description)
+    return app, lambda: state["backend"]
