@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from giqa.llm.server import free_port
 from http_servers import JoinedHTTPServer
-from s3_server import free_port
 
 
 class RedisServer:

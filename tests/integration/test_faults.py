@@ -57,8 +57,8 @@ pytest.importorskip("celery")
 pytest.importorskip("redis")
 
 from faults import FlakyProxy, RedisServer, terminate_backends  # noqa: E402
+from giqa.llm.server import free_port  # noqa: E402
 from giqa.synth import SceneRecord, write_scenes  # noqa: E402
-from s3_server import free_port  # noqa: E402
 from scripted_backends import serve_scripted_llm  # noqa: E402
 
 pytestmark = pytest.mark.integration

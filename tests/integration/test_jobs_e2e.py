@@ -14,13 +14,14 @@ and the trainer and evaluator services and a Celery worker per queue (``train``,
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from giqa.llm.server import free_port
 
 pytest.importorskip("celery")
 pytest.importorskip("redis")
@@ -41,12 +42,6 @@ TRAIN_CONFIG = SMALL_MODEL | {
 }
 SHIPPED_VLM = Path(__file__).resolve().parents[2] / "shared" / "giqa" / "assets" / "vlm"
 FINAL = ("succeeded", "failed", "cancelled")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

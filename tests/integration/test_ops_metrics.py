@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from giqa.llm.server import free_port
 from processes import giqa_cli, spawn
 
 pytestmark = pytest.mark.integration
@@ -28,12 +29,6 @@ def _redis_up() -> bool:
 
 
 needs_redis = pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _sample(text: str, name: str, **labels: str) -> float | None:
@@ -94,7 +89,7 @@ def test_metrics_answer_when_the_broker_is_away(tmp_path: Path) -> None:
     from services.annotator.app import create_app_from_settings
 
     settings = Settings(
-        data_dir=tmp_path / "data", queue={"broker_url": f"redis://127.0.0.1:{_free_port()}/0"}
+        data_dir=tmp_path / "data", queue={"broker_url": f"redis://127.0.0.1:{free_port()}/0"}
     )
     with TestClient(create_app_from_settings(settings)) as client:
         started = time.monotonic()
@@ -110,7 +105,7 @@ def test_a_worker_serves_its_task_metrics(tmp_path: Path, clean_redis: None) -> 
     from giqa.infra.queue import make_celery
     from giqa.settings import Settings
 
-    port = _free_port()
+    port = free_port()
     env = {
         "GIQA_QUEUE__BROKER_URL": BROKER,
         "GIQA_QUEUE__METRICS_PORT": str(port),

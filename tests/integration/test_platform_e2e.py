@@ -18,12 +18,13 @@ by queue (all Stage-1 calls first) where ``giqa annotate`` alternates Stage 1 an
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from giqa.llm.server import free_port
 
 pytest.importorskip("celery")
 pytest.importorskip("redis")
@@ -35,12 +36,6 @@ pytestmark = pytest.mark.integration
 
 REDIS_URL = "redis://127.0.0.1:6379/3"
 N_SCENES = 6
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
