@@ -20,7 +20,7 @@ import email.utils
 import random
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 from PIL import Image
@@ -184,7 +184,52 @@ def _chunks(sizes: Sequence[int], max_count: int, max_bytes: int) -> Iterator[ra
         yield range(start, len(sizes))
 
 
-class RemoteDetector:
+class _RemoteBackend:
+    """What both service clients share: the HTTP client with its retries, the request-size bound, the
+    model the service last named, closing, use as a context manager and ``health()`` (``GET /ready``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        service: str,
+        batch_size: int,
+        max_batch: int,
+        api_key: str | None,
+        timeout_s: float,
+        max_retries: int,
+        max_request_bytes: int,
+        backoff_s: float,
+    ) -> None:
+        if not 1 <= batch_size <= max_batch:
+            raise ValueError(f"batch_size must be in [1, {max_batch}], got {batch_size}")
+        self._client = _ServiceClient(
+            url,
+            service=service,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+        )
+        self.url = self._client.url
+        self.batch_size = batch_size
+        self.max_request_bytes = max_request_bytes
+        self.model = ""  # the service's model, once it answered
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self) -> Health:
+        return self._client.ready()
+
+
+class RemoteDetector(_RemoteBackend):
     """:class:`giqa.ports.Detector` over the detector service's ``POST /v1/detect``.
 
     ``batch_size``: images per request (at most :data:`giqa.wire.MAX_DETECT_ITEMS`); an image with more
@@ -205,38 +250,23 @@ class RemoteDetector:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         backoff_s: float = 0.25,
     ) -> None:
-        if not 1 <= batch_size <= MAX_DETECT_ITEMS:
-            raise ValueError(f"batch_size must be in [1, {MAX_DETECT_ITEMS}], got {batch_size}")
-        self._client = _ServiceClient(
+        super().__init__(
             url,
             service="detector",
+            batch_size=batch_size,
+            max_batch=MAX_DETECT_ITEMS,
             api_key=api_key,
             timeout_s=timeout_s,
             max_retries=max_retries,
+            max_request_bytes=max_request_bytes,
             backoff_s=backoff_s,
         )
-        self.url = self._client.url
-        self.batch_size = batch_size
         self.box_threshold = box_threshold
         self.text_threshold = text_threshold
-        self.max_request_bytes = max_request_bytes
-        self.model = ""  # the service's model, once it answered
 
     @property
     def model_path(self) -> str:
         return f"{self.model} at {self.url}" if self.model else self.url
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> RemoteDetector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def health(self) -> Health:
-        return self._client.ready()
 
     def detect(self, image: Image.Image, phrases: Sequence[str]) -> list[list[Detection]]:
         return self.detect_batch([image], [phrases])[0]
@@ -286,7 +316,7 @@ class RemoteDetector:
         return out
 
 
-class RemoteJudge:
+class RemoteJudge(_RemoteBackend):
     """:class:`giqa.ports.QualityJudge` over the iqa_filter service's ``POST /v1/judge``.
 
     ``batch_size``: items per request (at most :data:`giqa.wire.MAX_JUDGE_ITEMS`); each distinct image
@@ -304,36 +334,21 @@ class RemoteJudge:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         backoff_s: float = 0.25,
     ) -> None:
-        if not 1 <= batch_size <= MAX_JUDGE_ITEMS:
-            raise ValueError(f"batch_size must be in [1, {MAX_JUDGE_ITEMS}], got {batch_size}")
-        self._client = _ServiceClient(
+        super().__init__(
             url,
             service="iqa_filter",
+            batch_size=batch_size,
+            max_batch=MAX_JUDGE_ITEMS,
             api_key=api_key,
             timeout_s=timeout_s,
             max_retries=max_retries,
+            max_request_bytes=max_request_bytes,
             backoff_s=backoff_s,
         )
-        self.url = self._client.url
-        self.batch_size = batch_size
-        self.max_request_bytes = max_request_bytes
-        self.model = ""
 
     @property
     def name(self) -> str:
         return f"{self.model or 'remote'} at {self.url}"
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> RemoteJudge:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def health(self) -> Health:
-        return self._client.ready()
 
     def judge(self, image: Image.Image, box: Box, quality: str) -> Judgement:
         return self.judge_batch([(image, box, quality)])[0]
