@@ -99,3 +99,61 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         build_tiny_llava(tmp_path, image_size=50, patch_size=16)
     with pytest.raises(ValueError, match="arch"):
         build_tiny_llava(tmp_path, arch="blip")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("arch", ["llava", "llava_next"])
+def test_spatial_init_gives_grid_tokens_and_patches_a_shared_smooth_code(tmp_path: Path, arch: str) -> None:
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    from giqa.models.tiny import build_tiny_llava
+
+    folder = build_tiny_llava(tmp_path / "m", arch=arch, image_size=64, patch_size=8, text_hidden=64)
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+
+    def vec(weight: Any, token: str) -> Any:
+        return weight[tok.convert_tokens_to_ids(token)]
+
+    cos = torch.nn.functional.cosine_similarity
+    for param in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+        weight = param.detach()
+        assert torch.equal(vec(weight, "65"), vec(weight, " 65"))  # both spellings of a cell start alike
+        near = [cos(vec(weight, "65"), vec(weight, t), dim=0) for t in ("66", "85", "64", "45")]
+        far = [cos(vec(weight, "65"), vec(weight, t), dim=0) for t in ("399", "380", "19")]
+        assert min(near) > 0.5 > 0.2 > max(far)
+        assert abs(float(vec(weight, "65").std()) - float(weight.std())) < 0.01  # the random init's spread
+        assert not torch.equal(vec(weight, "65"), vec(weight, "66"))  # adjacent cells still told apart
+    position = next(p for n, p in model.named_parameters() if n.endswith("position_embedding.weight")).detach()
+    # 8x8 patches: patch 0 (row 0, col 0) is near patch 1 and far from patch 63 (the opposite corner)
+    assert cos(position[1], position[2], dim=0) > 0.4 > cos(position[1], position[64], dim=0)
+
+
+def test_spatial_init_off_leaves_the_random_init(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    from giqa.models.tiny import build_tiny_llava
+
+    folder = build_tiny_llava(tmp_path / "m", spatial_init=False)
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    emb = model.get_input_embeddings().weight
+    a, b = (emb[tok.convert_tokens_to_ids(t)] for t in ("65", " 65"))
+    assert not torch.equal(a, b)
+
+
+def test_llava_processor_sees_the_whole_non_square_image(tmp_path: Path) -> None:
+    """No center crop: a mark at the right edge of a wide photo must reach the model (the boxes' grid spans
+    the whole image)."""
+    from transformers import AutoProcessor
+
+    from giqa.models.tiny import build_tiny_llava
+
+    processor = AutoProcessor.from_pretrained(build_tiny_llava(tmp_path / "m", image_size=64, patch_size=8))
+    wide = np.zeros((100, 300, 3), dtype=np.uint8)
+    wide[:, -30:] = (255, 0, 0)  # the rightmost tenth is red
+    pixels = processor.image_processor(images=[Image.fromarray(wide)], return_tensors="pt")["pixel_values"][0]
+    assert tuple(pixels.shape) == (3, 64, 64)
+    red = pixels[0] > pixels[1] + 1.0  # red channel well above green, after CLIP normalisation
+    assert red[:, -4:].all() and not red[:, :50].any()

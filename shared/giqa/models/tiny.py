@@ -13,7 +13,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from giqa.models.tokenizer import IMAGE_TOKEN, build_tokenizer
+from giqa.models.tokenizer import GRID_CELLS, IMAGE_TOKEN, build_tokenizer
+
+GRID_SIDE = int(GRID_CELLS**0.5)  # the default 20 x 20 grid
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # CLIP's statistics
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 Arch = Literal["llava", "llava_next"]
 
@@ -52,11 +56,18 @@ def build_tiny_llava(
     text_layers: int = 2,
     heads: int = 4,
     corpus: Iterable[str] = (),
+    spatial_init: bool = True,
 ) -> Path:
     """Build, save and return a tiny LLaVA (``arch="llava"``) or LLaVA-NeXT (``"llava_next"``) folder.
 
     ``corpus``: extra texts whose words join the tokenizer's vocabulary (e.g. a training set's answers).
     The same arguments and seed give the same weights.
+
+    ``spatial_init`` (default on): the embeddings of the grid-index tokens (both spellings, ``"65"`` and
+    ``" 65"``, input and output side) and the vision tower's patch position embeddings start from one 2-D
+    sinusoidal code of (row, column), scaled to the random init's spread (see :func:`spatial_code`). Nearby
+    cells then start out alike instead of as 400 unrelated classes, which is what lets a 3M-parameter model
+    learn to place boxes within a CPU hour; training is free to move them.
     """
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig
@@ -97,12 +108,62 @@ def build_tiny_llava(
     model, processor = (_llava if arch == "llava" else _llava_next)(
         vision, text, tokenizer, image_token_id, image_size, patch_size, patches
     )
+    if spatial_init:
+        init_spatial_embeddings(model, tokenizer, image_size // patch_size)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def spatial_code(rows: Any, cols: Any, dim: int, *, extent: float) -> Any:
+    """Unit-variance 2-D sinusoidal codes of positions ``(rows, cols)`` (tensors, in units of ``extent``).
+
+    Half the channels encode the row, half the column, each as sines and cosines at geometric frequencies
+    (cycles per image side); positions are taken at cell centres.
+    """
+    import math
+
+    import torch
+
+    quarter = max(1, dim // 4)
+    # from half a cycle per side (smooth: near cells alike) to extent/2 cycles (adjacent cells told apart)
+    freqs = 2 ** torch.linspace(-1.0, math.log2(max(1.0, extent / 2)), quarter)
+    parts = []
+    for pos in (rows, cols):
+        angle = 2 * math.pi * (pos.float()[:, None] + 0.5) / extent * freqs[None, :]
+        parts += [torch.sin(angle), torch.cos(angle)]
+    code = torch.cat(parts, dim=1)
+    code = torch.nn.functional.pad(code, (0, dim - code.shape[1])) if code.shape[1] < dim else code[:, :dim]
+    return code / code.std().clamp_min(1e-6)
+
+
+def init_spatial_embeddings(model: Any, tokenizer: Any, patch_grid: int, grid: int = GRID_SIDE) -> None:
+    """Give grid-index tokens and patch positions a shared 2-D code (see :func:`build_tiny_llava`)."""
+    import torch
+
+    cells = torch.arange(grid * grid)
+    ids_plain = tokenizer.convert_tokens_to_ids([str(int(k)) for k in cells])
+    ids_space = tokenizer.convert_tokens_to_ids([" " + str(int(k)) for k in cells])
+    with torch.no_grad():
+        for weight in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+            code = spatial_code(cells // grid, cells % grid, weight.shape[1], extent=grid) * weight.std()
+            weight[torch.as_tensor(ids_plain)] = code
+            weight[torch.as_tensor(ids_space)] = code
+        position = model.get_parameter(_vision_position_name(model))
+        patches = torch.arange(patch_grid * patch_grid)
+        code = spatial_code(patches // patch_grid, patches % patch_grid, position.shape[1], extent=patch_grid)
+        position[1 : 1 + len(patches)] = code * position.std()  # row 0 is CLIP's CLS position
+
+
+def _vision_position_name(model: Any) -> str:
+    """The CLIP vision tower's position-embedding parameter (its module path moves between versions)."""
+    for name, _ in model.named_parameters():
+        if "vision_tower" in name and name.endswith("embeddings.position_embedding.weight"):
+            return name
+    raise ValueError("the model has no CLIP vision position embedding")
 
 
 def _llava(
@@ -125,7 +186,14 @@ def _llava(
     )
     model = LlavaForConditionalGeneration(config).eval()
     processor = LlavaProcessor(
-        image_processor=_clip_processor(clip_cls, size),
+        # the whole image squeezed to size x size, never center-cropped: a crop would cut off the edges of a
+        # non-square photo while the grid of the answer's boxes spans the whole image
+        image_processor=clip_cls(
+            size={"height": size, "width": size},
+            do_center_crop=False,
+            image_mean=CLIP_MEAN,
+            image_std=CLIP_STD,
+        ),
         tokenizer=tokenizer,
         patch_size=patch,
         vision_feature_select_strategy="default",
@@ -177,7 +245,7 @@ def _clip_processor(cls: Any, size: int, **extra: Any) -> Any:
         size={"shortest_edge": size},
         crop_size={"height": size, "width": size},
         do_center_crop=True,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],  # CLIP's statistics
-        image_std=[0.26862954, 0.26130258, 0.27577711],
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
         **extra,
     )
