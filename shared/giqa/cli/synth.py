@@ -125,6 +125,13 @@ def export(
         "--only",
         help="comma-separated sample kinds to keep: des, yes_no, what, why, how (e.g. 'des' for DES-only)",
     ),
+    vqa_per_scene: int | None = typer.Option(
+        None,
+        "--vqa-per-scene",
+        min=0,
+        help="keep at most this many VQA samples per scene (evenly spread over its items; every DES sample "
+        "stays): sets the DES / VQA mix",
+    ),
 ) -> None:
     """Export a scenes folder as LLaVA conversation records (one DES sample + the VQA items per scene)."""
     from giqa.files import OutputPathError, check_output_file
@@ -139,7 +146,13 @@ def export(
         if not kinds or set(kinds) - set(SAMPLE_KINDS):
             _fail(f"--only takes kinds among {', '.join(SAMPLE_KINDS)}, got {only!r}")
         check_output_file(out, "--out")
-        path, count = write_llava(directory, out, yes_no_style=yes_no_style, kinds=kinds)  # type: ignore[arg-type]
+        path, count = write_llava(
+            directory,
+            out,
+            yes_no_style=yes_no_style,  # type: ignore[arg-type]
+            kinds=kinds,
+            vqa_per_scene=vqa_per_scene,
+        )
     except (FileNotFoundError, ValueError, OutputPathError) as exc:
         _fail(str(exc))
     typer.echo(f"wrote {count} samples to {path}")

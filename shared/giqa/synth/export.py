@@ -93,18 +93,29 @@ def llava_rows(
     *,
     yes_no_style: YesNoStyle = "plain",
     kinds: Iterable[str] = SAMPLE_KINDS,
+    vqa_per_scene: int | None = None,
 ) -> list[dict]:
-    """LLaVA records of the samples whose kind (``des``, ``yes_no``, ``what``, ...) is in ``kinds``."""
+    """LLaVA records of the samples whose kind (``des``, ``yes_no``, ``what``, ...) is in ``kinds``.
+
+    ``vqa_per_scene``: keep at most this many VQA samples of each scene (every DES sample stays), spread over
+    the scene's VQA items in their order, to set the DES / VQA mix of a training set.
+    """
     keep = set(kinds)
     unknown = keep - set(SAMPLE_KINDS)
     if unknown or not keep:
         raise ValueError(f"sample kinds must be among {', '.join(SAMPLE_KINDS)}; got {sorted(keep)}")
-    return [
-        to_llava(sample).dump()
-        for record in records
-        for sample in to_samples(record, yes_no_style=yes_no_style)
-        if _kind(sample) in keep
-    ]
+    if vqa_per_scene is not None and vqa_per_scene < 0:
+        raise ValueError(f"vqa_per_scene must be >= 0, got {vqa_per_scene}")
+    rows: list[dict] = []
+    for record in records:
+        samples = [s for s in to_samples(record, yes_no_style=yes_no_style) if _kind(s) in keep]
+        vqa = [s for s in samples if s.task != "des"]
+        if vqa_per_scene is not None and len(vqa) > vqa_per_scene:
+            # evenly spaced, so a cap still mixes question kinds and modes instead of taking the first few
+            chosen = {id(vqa[(i * len(vqa)) // vqa_per_scene]) for i in range(vqa_per_scene)}
+            samples = [s for s in samples if s.task == "des" or id(s) in chosen]
+        rows += [to_llava(sample).dump() for sample in samples]
+    return rows
 
 
 def write_llava(
@@ -113,10 +124,11 @@ def write_llava(
     *,
     yes_no_style: YesNoStyle = "plain",
     kinds: Iterable[str] = SAMPLE_KINDS,
+    vqa_per_scene: int | None = None,
 ) -> tuple[Path, int]:
     """LLaVA training JSON for a scenes folder (or its annotations.jsonl); image paths stay relative
     to the scenes folder, so write it there or pass the folder as the training script's image root."""
-    rows = llava_rows(read_scenes(scenes), yes_no_style=yes_no_style, kinds=kinds)
+    rows = llava_rows(read_scenes(scenes), yes_no_style=yes_no_style, kinds=kinds, vqa_per_scene=vqa_per_scene)
     path = Path(out)
     atomic_write_bytes(path, (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     return path, len(rows)

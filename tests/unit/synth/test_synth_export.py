@@ -126,3 +126,27 @@ def test_llava_rows_refuse_unknown_or_no_kinds(records, kinds):
 
     with pytest.raises(ValueError, match="sample kinds"):
         llava_rows(records[:2], kinds=kinds)
+
+
+@pytest.mark.parametrize("cap", [0, 1, 3])
+def test_vqa_per_scene_caps_vqa_and_keeps_every_des(records, cap):
+    from giqa.synth.export import llava_rows
+
+    full = llava_rows(records[:12])
+    capped = llava_rows(records[:12], vqa_per_scene=cap)
+    scene = lambda r: r["image"]  # noqa: E731 - one scene per image
+    for image in {scene(r) for r in full}:
+        vqa_full = [r for r in full if scene(r) == image and r["task"] != "des"]
+        vqa_capped = [r for r in capped if scene(r) == image and r["task"] != "des"]
+        assert len(vqa_capped) == min(cap, len(vqa_full))
+        assert all(r in vqa_full for r in vqa_capped)  # chosen among the scene's own items, unchanged
+        assert sum(1 for r in capped if scene(r) == image and r["task"] == "des") == 1
+    if cap >= 3:  # spread over the items, not the first few: more than one question kind survives
+        assert len({r["qtype"] for r in capped if r["task"] != "des"}) > 1
+
+
+def test_vqa_per_scene_refuses_a_negative_cap(records):
+    from giqa.synth.export import llava_rows
+
+    with pytest.raises(ValueError, match="vqa_per_scene"):
+        llava_rows(records[:2], vqa_per_scene=-1)
