@@ -55,6 +55,11 @@ class TrainConfig:
     text_hidden: int = _f(192, "tiny model: language model width")
     text_layers: int = _f(4, "tiny model: language model layers")
     heads: int = _f(4, "tiny model: attention heads of the language model")
+    spatial_init: bool = _f(
+        True,
+        "tiny model: start grid-index token embeddings and vision patch positions from a 2-D sinusoidal "
+        "code of (row, column) instead of unrelated random vectors",
+    )
     # --- optimisation
     lr: float = _f(1e-3, "peak learning rate")
     tune_projector_lr: float | None = _f(

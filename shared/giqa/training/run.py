@@ -113,6 +113,7 @@ def _prepare_base(config: TrainConfig, output_dir: Path, rows: list[Any], args: 
                 text_layers=config.text_layers,
                 heads=config.heads,
                 corpus=corpus,
+                spatial_init=config.spatial_init,
             )
             publish(tmp, base)
     return base
