@@ -82,22 +82,22 @@ def box_error(folder: Path, bench: Path, items: int = 48) -> dict[str, float] | 
             {"role": "assistant", "content": [{"type": "text", "text": item.answer}]},
         ]
         with Image.open(bench.parent / item.image) as img:
-            enc = processor(images=[img.convert("RGB")], text=[processor.apply_chat_template(messages)],
-                            return_tensors="pt")  # fmt: skip
+            image = img.convert("RGB")
+        prompt = processor.apply_chat_template(messages[:1], add_generation_prompt=True)
+        start = len(processor(images=[image], text=[prompt], return_tensors="pt")["input_ids"][0])
+        enc = processor(images=[image], text=[processor.apply_chat_template(messages)], return_tensors="pt")
         with torch.no_grad():
             guess = model(**enc).logits[0].argmax(-1)
         ids = enc["input_ids"][0].tolist()
-        for t in range(1, len(ids)):
+        for t in range(start, len(ids)):  # the answer's boxes only, not the numbers of the question
             if ids[t] in cell_of:
                 true, got = cell_of[ids[t]], cell_of.get(int(guess[t - 1]))
                 n += 1
                 exact += got == true
-                # a non-grid token where a cell belongs counts as the farthest miss on the grid
-                err += (
-                    2 * (side - 1)
-                    if got is None
-                    else abs(got // side - true // side) + abs(got % side - true % side)
-                )
+                if got is None:  # a word where a cell belongs: the farthest miss on the grid
+                    err += 2 * (side - 1)
+                else:
+                    err += abs(got // side - true // side) + abs(got % side - true % side)
     return {"box_exact": round(exact / n, 4), "box_err": round(err / n, 3)} if n else None
 
 

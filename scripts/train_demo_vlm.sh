@@ -17,13 +17,14 @@ STEPS=${STEPS:-3300}        # ~1.05 s per step of 2 x 16 samples on a quiet 2-co
 KINDS=${KINDS:-des,yes_no}  # Table 3's arms: des | yes_no | des,yes_no
 BOX_FORM=${BOX_FORM:-grid}  # Table 2b's arms: grid | norm
 EXTRA=${EXTRA:-}
+# (an ablation arm may link $OUT/scenes to another run's scenes: the same images, another export)
 [ -f "$OUT/scenes/annotations.jsonl" ] ||
   giqa synth scenes --n "$SCENES" --seed 100 --box-form "$BOX_FORM" --out "$OUT/scenes" --overwrite --no-progress
-giqa synth export "$OUT/scenes" --out "$OUT/scenes/train.json" --yes-no-style restate --only "$KINDS" \
-  --vqa-per-scene 1
+giqa synth export "$OUT/scenes" --out "$OUT/train.json" --yes-no-style restate --only "$KINDS" --vqa-per-scene 1
 # shellcheck disable=SC2086
 OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node "$PROCS" -m giqa.cli train --preset tiny \
-  --data "$OUT/scenes/train.json" --output-dir "$OUT/train" --image-size 128 --patch-size 16 --spatial-init \
+  --data "$OUT/train.json" --image-root "$OUT/scenes" --output-dir "$OUT/train" \
+  --image-size 128 --patch-size 16 --spatial-init \
   --per-device-batch $((32 / PROCS)) --lr 1e-3 --max-steps "$STEPS" --max-time-minutes "$MINUTES" \
   --warmup-ratio 0.02 --max-length 256 --logging-steps 20 --save-steps 300 --save-total-limit 20 \
   --dataloader-workers 0 --no-progress $EXTRA

@@ -127,6 +127,11 @@ def test_spatial_init_gives_grid_tokens_and_patches_a_shared_smooth_code(tmp_pat
     position = next(p for n, p in model.named_parameters() if n.endswith("position_embedding.weight")).detach()
     # 8x8 patches: patch 0 (row 0, col 0) is near patch 1 and far from patch 63 (the opposite corner)
     assert cos(position[1], position[2], dim=0) > 0.4 > cos(position[1], position[64], dim=0)
+    # at the spread of a patch's projection (8x8x3 inputs at CLIP's 0.02 init), not CLIP's 0.02: where a patch
+    # sits must not drown in what it shows once the two are summed and layer-normed
+    conv = next(p for n, p in model.named_parameters() if n.endswith("patch_embedding.weight")).detach()
+    assert float(position[1:].std()) == pytest.approx(float(conv.std()) * (3 * 8 * 8) ** 0.5, rel=0.05)
+    assert float(position[1:].std()) > 10 * float(position[0].std())  # CLS keeps CLIP's init
 
 
 def test_spatial_init_off_leaves_the_random_init(tmp_path: Path) -> None:
