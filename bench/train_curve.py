@@ -6,7 +6,8 @@ figures are the bench's DES mIoU, Tag-Recall, BLEU@4 and VQA Acc(Y) after N step
 run's own ``metrics.jsonl``. ``--untrained`` also scores the run's start (``base-tiny/``, the random init).
 Beside the bench metrics, ``box_err`` is a cheaper and earlier signal: with the bench's DES answers fed in
 (teacher forcing), how far in grid cells (mean |row| + |column| error) the model's likeliest grid-index
-token lies from the true one, over the boxes of the first 48 DES items; it moves long before generated
+token lies from the true one, also per corner (the top-left cell must come from the image; the bottom-right
+can lean on it), over the boxes of the first 48 DES items; it moves long before generated
 boxes score.
 Writes ``RUN/curve/curve.json`` (one row per checkpoint, with each report) and ``RUN/curve/curve.png``, and
 prints a Markdown table. Checkpoints already scored are read back, so a second call only scores new ones.
@@ -74,8 +75,12 @@ def box_error(folder: Path, bench: Path, items: int = 48) -> dict[str, float] | 
     tok = processor.tokenizer
     cell_of = {tok.convert_tokens_to_ids(t): k for k in range(GRID_CELLS) for t in (str(k), f" {k}")}
     cell_of.pop(tok.unk_token_id, None)
-    n = exact = 0
-    err = 0.0
+    opening = tok.convert_tokens_to_ids("<")
+    # per corner: the top-left cell follows "<" and must come from the image given the phrase; the
+    # bottom-right follows "tl," and can lean on the top-left (the object's size)
+    n = {"tl": 0, "br": 0}
+    exact = {"tl": 0, "br": 0}
+    err = {"tl": 0.0, "br": 0.0}
     for item in [it for it in read_bench(bench) if it.task == "des"][:items]:
         messages = [
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]},
@@ -91,14 +96,24 @@ def box_error(folder: Path, bench: Path, items: int = 48) -> dict[str, float] | 
         ids = enc["input_ids"][0].tolist()
         for t in range(start, len(ids)):  # the answer's boxes only, not the numbers of the question
             if ids[t] in cell_of:
+                corner = "tl" if ids[t - 1] == opening else "br"
                 true, got = cell_of[ids[t]], cell_of.get(int(guess[t - 1]))
-                n += 1
-                exact += got == true
+                n[corner] += 1
+                exact[corner] += got == true
                 if got is None:  # a word where a cell belongs: the farthest miss on the grid
-                    err += 2 * (side - 1)
+                    err[corner] += 2 * (side - 1)
                 else:
-                    err += abs(got // side - true // side) + abs(got % side - true % side)
-    return {"box_exact": round(exact / n, 4), "box_err": round(err / n, 3)} if n else None
+                    err[corner] += abs(got // side - true // side) + abs(got % side - true % side)
+    total = n["tl"] + n["br"]
+    if not total:
+        return None
+    result = {
+        "box_exact": round((exact["tl"] + exact["br"]) / total, 4),
+        "box_err": round((err["tl"] + err["br"]) / total, 3),
+    }
+    for corner in ("tl", "br"):
+        result[f"box_err_{corner}"] = round(err[corner] / n[corner], 3) if n[corner] else None
+    return result
 
 
 def score(run: Path, bench: Path, untrained: bool, limit: int | None, every: int = 1) -> list[dict[str, Any]]:
@@ -121,7 +136,10 @@ def score(run: Path, bench: Path, untrained: bool, limit: int | None, every: int
         err_file = out / "box_error.json"
         if not err_file.is_file():
             err_file.write_text(json.dumps(box_error(folder, bench)))
-        row.update(json.loads(err_file.read_text()) or {"box_exact": None, "box_err": None})
+        row.update(
+            {"box_exact": None, "box_err": None, "box_err_tl": None, "box_err_br": None}
+            | (json.loads(err_file.read_text()) or {})
+        )
         row["report"] = report
         rows.append(row)
     return rows
@@ -178,12 +196,16 @@ def main() -> None:
     (args.run / "curve").mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.run / "curve" / "curve.json", rows)
     plot(rows, args.run / "curve" / "curve.png", args.run.name)
-    print("| step | minutes | DES mIoU | DES Tag-Recall | DES BLEU@4 | VQA Acc(Y) | box cell error (exact) |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| step | minutes | DES mIoU | DES Tag-Recall | DES BLEU@4 | VQA Acc(Y) | box cell error (exact) "
+        "| top-left / bottom-right error |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['step']} | {fmt(r['minutes'])} | {fmt(r['des_miou'])} | {fmt(r['des_tag_recall'])} | "
-            f"{fmt(r['des_bleu4'])} | {fmt(r['vqa_acc_y'])} | {fmt(r['box_err'])} ({fmt(r['box_exact'])}) |"
+            f"{fmt(r['des_bleu4'])} | {fmt(r['vqa_acc_y'])} | {fmt(r['box_err'])} ({fmt(r['box_exact'])}) | "
+            f"{fmt(r['box_err_tl'])} / {fmt(r['box_err_br'])} |"
         )
     print(f"wrote {args.run / 'curve' / 'curve.json'} and curve.png")
 
