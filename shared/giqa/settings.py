@@ -294,7 +294,16 @@ class JobsSettings(BaseModel):
     poll_s: float = Field(1.0, gt=0, description="how often a launcher reads progress and looks for a cancel")
     cancel_grace_s: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL delay when a job is cancelled")
     lost_after_s: float = Field(
-        600.0, gt=0, description="a running job whose launcher has not reported for this long is failed"
+        600.0,
+        gt=0,
+        description="a running job whose launcher has not reported for this long is lost: queued again "
+        "to resume from its last checkpoint (local launcher, attempts left) or failed",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="attempts of a training job (a lost worker or a killed training process counts one) "
+        "before it fails",
     )
     checkpoint_cache_dir: Path | None = Field(
         None, description="registered checkpoints fetched from storage; default <cache_dir>/checkpoints"

@@ -1,7 +1,9 @@
 """services.trainer.runner.run_job on embedded defaults (SQLite, the local object folder) with stand-in
 children (small Python scripts instead of ``giqa train``), so every path is fast: inputs that cannot be
-fetched, a child that fails with its error line, one that succeeds and is published and registered, and a
-cancel that stops a running child. The real ``giqa train`` child runs in the e2e test."""
+fetched, a child that fails with its error line, one that succeeds and is published and registered, a
+cancel that stops a running child, a child killed by a signal started again with ``resume`` (until the
+attempts run out), and an attempt handed on to another worker stopping its child. The real ``giqa train``
+child runs in the e2e test, and is resumed after its worker is killed in ``test_train_resume.py``."""
 
 from __future__ import annotations
 
@@ -43,12 +45,21 @@ row = {"step": 1, "max_steps": 1000, "elapsed_s": 1.0, "loss": 9.0}
 (run / "metrics.jsonl").write_text(json.dumps(row) + "\\n")
 time.sleep(120)
 """
+# killed by SIGKILL (as by the OOM killer) unless config.yaml says resume: then SUCCEEDS
+KILLED_UNLESS_RESUMED = (
+    "import os, pathlib, signal\n"
+    "if 'resume: true' not in pathlib.Path('config.yaml').read_text():\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+) + SUCCEEDS
+KILLED = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Any:
     settings = Settings(
-        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", jobs={"poll_s": 0.05, "cancel_grace_s": 2}
+        data_dir=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        jobs={"poll_s": 0.05, "cancel_grace_s": 2, "max_attempts": 2},
     )
     upgrade(database_url(settings))
     context = WorkerContext(settings)
@@ -188,3 +199,45 @@ def test_a_stopping_worker_stops_the_child_and_fails_the_job_with_the_reason(ctx
         runner.STOPPING.clear()
     assert result == ["failed"] and "worker was stopped" in (job(ctx, job_id).error or "")
     assert started[0].process.poll() is not None
+
+
+def test_a_child_killed_by_a_signal_is_started_again_with_resume(ctx: Any) -> None:
+    job_id = new_job(ctx)
+    assert run_job(ctx, job_id, start=script(KILLED_UNLESS_RESUMED)) == "succeeded"
+    view = job(ctx, job_id)
+    assert (view.state, view.attempts, view.step, view.error) == ("succeeded", 2, 3, None)
+    import yaml
+
+    config = yaml.safe_load((ctx.settings.data_dir / "jobs" / job_id / "config.yaml").read_text())
+    assert config["resume"] is True and config["output_dir"].endswith(f"{job_id}/run")
+
+
+def test_a_child_killed_in_every_attempt_fails_the_job_with_the_reason(ctx: Any) -> None:
+    job_id = new_job(ctx)
+    assert run_job(ctx, job_id, start=script(KILLED)) == "failed"
+    view = job(ctx, job_id)
+    assert view.attempts == 2 and view.checkpoints == []
+    assert view.error == "the training process was killed by signal 9 in attempt 2 of 2 (jobs.max_attempts)"
+
+
+def test_an_attempt_handed_on_stops_its_child_and_leaves_the_job_to_the_new_attempt(ctx: Any) -> None:
+    job_id = new_job(ctx)
+    started: list[Child] = []
+
+    def start(config: Path, folder: Path) -> Child:
+        started.append(script(RUNS_LONG)(config, folder))
+        return started[-1]
+
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while job(ctx, job_id).step < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with ctx.session() as s:  # what a sweep and a new worker's claim do to a worker that was cut off
+        assert jobs_dal.next_attempt(s, job_id=job_id, attempt=1, max_attempts=2) == 2
+    thread.join(timeout=30)
+    assert result == [""] and started[0].process.poll() is not None
+    view = job(ctx, job_id)
+    assert (view.state, view.attempts) == ("running", 2)  # the new attempt's, untouched
