@@ -10,8 +10,8 @@ The same code runs in a ``train`` worker (the local launcher: the child is ``giq
 2. fetch the inputs into the job folder: the LLaVA JSON (a store key, or an annotation run's
    ``train.json``) and its images (``<images_prefix>/<image path>``, or a run's stored images by sample),
    and the base model when it is a store prefix (``key:checkpoints/<name>/``) or a registered checkpoint
-   (``checkpoint:<name>``); write ``config.yaml`` (the submitted fields plus the folders, and ``resume``
-   from the second attempt on);
+   (``checkpoint:<name>``), reporting a heartbeat meanwhile (:func:`~services.trainer.progress.heartbeat`);
+   write ``config.yaml`` (the submitted fields plus the folders, and ``resume`` from the second attempt on);
 3. start the child, then every ``jobs.poll_s``: read the new lines of ``metrics.jsonl`` (step, loss,
    ETA = elapsed / step × steps left), write them to the job's row (a heartbeat too), and look for a
    cancel; a cancel sends SIGTERM to the child's process group, SIGKILL after ``jobs.cancel_grace_s``.
@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from sqlalchemy.exc import OperationalError
 
 from giqa.infra.db import jobs_dal
 from giqa.settings import jobs_dir
+from services.trainer.progress import Tail, heartbeat, progress_of, report
 
 log = logging.getLogger("giqa.trainer.runner")
 
@@ -61,50 +62,6 @@ ARTEFACTS = ("metrics.jsonl", "loss_curve.png", "skipped.json", LOG_FILE, "confi
 
 class InputError(RuntimeError):
     """A job input that cannot be fetched or used (the job fails with this message)."""
-
-
-@dataclass
-class Tail:
-    """Reads the lines appended to a metrics JSONL since the last call (a torn last line waits)."""
-
-    path: Path
-    offset: int = 0
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        new = []
-        for line in data[:end].splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                new.append(row)
-        self.rows += new
-        return new
-
-
-def progress_of(rows: list[dict[str, Any]], total_steps: int | None) -> dict[str, Any]:
-    """Step, total steps, last loss and ETA from metrics rows (those seen so far)."""
-    if not rows:
-        return {}
-    last = rows[-1]
-    step = int(last.get("step") or 0)
-    total = int(last["max_steps"]) if last.get("max_steps") else total_steps
-    losses = [r["loss"] for r in rows if isinstance(r.get("loss"), int | float)]
-    out: dict[str, Any] = {"step": step, "total_steps": total, "loss": losses[-1] if losses else None}
-    elapsed = last.get("elapsed_s")
-    if total and step > 0 and isinstance(elapsed, int | float):
-        out["eta_s"] = round(max(0.0, elapsed / step * (total - step)), 1)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -312,16 +269,24 @@ def run_job(
     assert job is not None
     folder = folder or jobs_dir(settings) / job_id
     folder.mkdir(parents=True, exist_ok=True)
+    attempt = job.attempts
     try:
-        dataset, images = fetch_inputs(ctx, job, folder)
-        base_model = resolve_base_model(ctx, job.base_model, folder)
+        with heartbeat(ctx, job_id, attempt) as handed_on:
+            dataset, images = fetch_inputs(ctx, job, folder)
+            base_model = resolve_base_model(ctx, job.base_model, folder)
+        with ctx.session() as s:  # the heartbeat's last word, and one now: no child for a job handed on
+            still_ours = not handed_on.is_set() and jobs_dal.record_progress(
+                s, job_id=job_id, attempt=attempt
+            )
+        if not still_ours:
+            log.warning("job %s: handed to another attempt while its inputs were fetched", job_id)
+            return ""
     except InputError as exc:
         return _end(ctx, job_id, "failed", f"input: {exc}")
     except Exception as exc:  # a bug or a store down past its retries: the job must not stay "running"
         log.exception("job %s: preparing the inputs failed", job_id)
         return _end(ctx, job_id, "failed", f"input: {type(exc).__name__}: {exc}")
     tail = Tail(folder / "run" / "metrics.jsonl")
-    attempt = job.attempts
     while True:
         if attempt > 1:
             from giqa.training.checkpoints import last_complete
@@ -346,7 +311,7 @@ def run_job(
             )
         status = child.process.wait()
         child.close()
-        if not _report(ctx, job_id, tail, job.total_steps, attempt):
+        if not report(ctx, job_id, tail, job.total_steps, attempt):
             return ""
         if status >= 0:
             break
@@ -385,7 +350,7 @@ def _watch(ctx: Any, job: jobs_dal.JobView, child: Child, tail: Tail, attempt: i
         while child.alive():
             time.sleep(settings.jobs.poll_s)
             try:
-                if not _report(ctx, job.id, tail, job.total_steps, attempt):
+                if not report(ctx, job.id, tail, job.total_steps, attempt):
                     return "superseded"
                 with ctx.session() as s:
                     if jobs_dal.cancel_requested(s, job_id=job.id):
@@ -399,14 +364,6 @@ def _watch(ctx: Any, job: jobs_dal.JobView, child: Child, tail: Tail, attempt: i
         child.stop(settings.jobs.cancel_grace_s)
         raise
     return "exited"
-
-
-def _report(ctx: Any, job_id: str, tail: Tail, total_steps: int | None, attempt: int) -> bool:
-    """Progress into the job's row; False when the job is no longer running this attempt."""
-    tail.read()
-    values = progress_of(tail.rows, total_steps)
-    with ctx.session() as s:
-        return jobs_dal.record_progress(s, job_id=job_id, attempt=attempt, **values)
 
 
 def _publish(ctx: Any, job: jobs_dal.JobView, folder: Path, tail: Tail) -> None:

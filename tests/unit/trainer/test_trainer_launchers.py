@@ -21,7 +21,8 @@ from giqa.settings import KubernetesJobSettings, Settings
 from services.trainer import pod
 from services.trainer.kubernetes import LABEL, manifests, object_name
 from services.trainer.launchers import KubernetesLauncher, LocalLauncher, make_launcher
-from services.trainer.runner import Tail, failure_of, progress_of
+from services.trainer.progress import Tail, progress_of
+from services.trainer.runner import failure_of
 
 pytestmark = pytest.mark.unit
 

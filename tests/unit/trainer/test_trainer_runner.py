@@ -241,3 +241,33 @@ def test_an_attempt_handed_on_stops_its_child_and_leaves_the_job_to_the_new_atte
     assert result == [""] and started[0].process.poll() is not None
     view = job(ctx, job_id)
     assert (view.state, view.attempts) == ("running", 2)  # the new attempt's, untouched
+
+
+def test_fetching_inputs_keeps_the_job_alive_and_stops_once_it_was_handed_on(
+    ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.trainer import runner
+
+    job_id = new_job(ctx)
+    beats: list[Any] = []
+    fetch = runner.fetch_inputs
+
+    def slow_fetch(context: Any, view: Any, folder: Path) -> Any:
+        beats.append(job(ctx, job_id).heartbeat_at)  # the claim's
+        deadline = time.monotonic() + 30
+        while len(beats) < 3:  # a fetch that takes several polls: the heartbeat thread reports meanwhile
+            assert time.monotonic() < deadline, beats
+            time.sleep(0.05)
+            if (now := job(ctx, job_id).heartbeat_at) != beats[-1]:
+                beats.append(now)
+        with ctx.session() as s:  # found lost and claimed by another worker meanwhile
+            assert jobs_dal.next_attempt(s, job_id=job_id, attempt=1, max_attempts=2) == 2
+        return fetch(context, view, folder)
+
+    def never(config: Path, folder: Path) -> Child:
+        raise AssertionError("a job handed on must not start a child here")
+
+    monkeypatch.setattr(runner, "fetch_inputs", slow_fetch)
+    assert run_job(ctx, job_id, start=never) == ""
+    assert beats[0] < beats[1] < beats[2], beats
+    assert (job(ctx, job_id).state, job(ctx, job_id).attempts) == ("running", 2)
