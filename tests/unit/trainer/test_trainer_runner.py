@@ -98,6 +98,25 @@ def job(ctx: Any, job_id: str) -> jobs_dal.JobView:
     return view
 
 
+def run_long_child(ctx: Any, job_id: str) -> tuple[threading.Thread, list[str], list[Child]]:
+    """``run_job`` in a thread with a child that reports step 1 and then sleeps, once step 1 is in the row;
+    the thread, where its result goes and the child."""
+    started: list[Child] = []
+
+    def start(config: Path, folder: Path) -> Child:
+        started.append(script(RUNS_LONG)(config, folder))
+        return started[-1]
+
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while job(ctx, job_id).step < 1:
+        assert time.monotonic() < deadline, job(ctx, job_id)
+        time.sleep(0.05)
+    return thread, result, started
+
+
 def test_a_succeeding_child_is_published_and_registered(ctx: Any) -> None:
     job_id = new_job(ctx)
     assert run_job(ctx, job_id, start=script(SUCCEEDS)) == "succeeded"
@@ -151,19 +170,7 @@ def test_inputs_that_cannot_be_fetched_fail_the_job_before_any_child(
 def test_a_cancel_stops_the_running_child(ctx: Any) -> None:
     psutil = pytest.importorskip("psutil")
     job_id = new_job(ctx)
-    started: list[Child] = []
-
-    def start(config: Path, folder: Path) -> Child:
-        started.append(script(RUNS_LONG)(config, folder))
-        return started[-1]
-
-    result: list[str] = []
-    runner = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
-    runner.start()
-    deadline = time.monotonic() + 30
-    while job(ctx, job_id).step < 1:
-        assert time.monotonic() < deadline, job(ctx, job_id)
-        time.sleep(0.05)
+    runner, result, started = run_long_child(ctx, job_id)
     running = job(ctx, job_id)
     assert running.pid == started[0].process.pid and running.eta_s == 999.0
     with ctx.session() as s:
@@ -179,20 +186,8 @@ def test_a_stopping_worker_stops_the_child_and_fails_the_job_with_the_reason(ctx
     from services.trainer import runner
 
     job_id = new_job(ctx)
-    started: list[Child] = []
-
-    def start(config: Path, folder: Path) -> Child:
-        started.append(script(RUNS_LONG)(config, folder))
-        return started[-1]
-
-    result: list[str] = []
-    thread = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
-    thread.start()
+    thread, result, started = run_long_child(ctx, job_id)
     try:
-        deadline = time.monotonic() + 30
-        while job(ctx, job_id).step < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         runner.STOPPING.set()  # what Celery's worker_shutting_down does
         thread.join(timeout=30)
     finally:
@@ -222,19 +217,7 @@ def test_a_child_killed_in_every_attempt_fails_the_job_with_the_reason(ctx: Any)
 
 def test_an_attempt_handed_on_stops_its_child_and_leaves_the_job_to_the_new_attempt(ctx: Any) -> None:
     job_id = new_job(ctx)
-    started: list[Child] = []
-
-    def start(config: Path, folder: Path) -> Child:
-        started.append(script(RUNS_LONG)(config, folder))
-        return started[-1]
-
-    result: list[str] = []
-    thread = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
-    thread.start()
-    deadline = time.monotonic() + 30
-    while job(ctx, job_id).step < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    thread, result, started = run_long_child(ctx, job_id)
     with ctx.session() as s:  # what a sweep and a new worker's claim do to a worker that was cut off
         assert jobs_dal.next_attempt(s, job_id=job_id, attempt=1, max_attempts=2) == 2
     thread.join(timeout=30)
