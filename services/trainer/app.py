@@ -244,10 +244,10 @@ def create_app_from_settings(
                 continue
             try:
                 send(TRAIN_TASK, [job_id])
-            except Exception:  # the broker is away: lost again, so the next sweep sends it
+            except Exception as exc:  # the broker is away: lost again, so the next sweep sends it
+                log.warning("job %s could not be sent again (%s); the next sweep tries again", job_id, exc)
                 with context.session() as s:
                     jobs_dal.unqueue_job(s, job_id=job_id)
-                raise
         for job_id in lost.failed:
             log.warning("job %s was lost and has no attempts left: failed", job_id)
 
