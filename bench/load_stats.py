@@ -88,8 +88,9 @@ def plot_memory(samples: list[dict[str, Any]], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 5))
     names = [k for k in samples[0] if k != "t_s"] if samples else []
-    for name in names:
-        ax.plot([s["t_s"] for s in samples], [s[name] for s in samples], label=name)
+    colors = plt.get_cmap("tab20").colors  # more processes than the default cycle's 10 colours
+    for index, name in enumerate(names):
+        ax.plot([s["t_s"] for s in samples], [s[name] for s in samples], label=name, color=colors[index % 20])
     ax.set_xlabel("seconds")
     ax.set_ylabel("resident memory (MiB, with children)")
     ax.set_title(title)
