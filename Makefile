@@ -9,7 +9,7 @@ STACK_DB ?= postgresql+psycopg://postgres@127.0.0.1:5432/giqa_stack
 STACK_BROKER ?= redis://127.0.0.1:6379/0
 DETECT_WORKERS ?= 1
 
-.PHONY: install demo test test-all lint services bench stack stack-stop
+.PHONY: install demo test test-all lint audit services bench stack stack-stop
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,11 @@ lint: install
 	$(BIN)/ruff check shared tests bench services examples
 	$(BIN)/ruff format --check shared tests bench services examples
 	$(BIN)/mypy
+
+# known vulnerabilities of the installed packages (pip-audit against PyPI; skipped with the reason offline;
+# exceptions with their reasons in audit-ignore.txt)
+audit: install
+	$(BIN)/python scripts/audit_deps.py
 
 bench: install
 	$(BIN)/python bench/synth_speed.py

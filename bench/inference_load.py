@@ -17,7 +17,6 @@ import asyncio
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,10 @@ import psutil
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "shared"), str(ROOT / "bench")]
+
+from giqa.llm.server import free_port  # noqa: E402
+from load_stats import percentiles  # noqa: E402
 
 
 def images(count: int, size: int = 96, seed: int = 0) -> list[bytes]:
@@ -54,13 +57,10 @@ def images(count: int, size: int = 96, seed: int = 0) -> list[bytes]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(max_batch_size: int, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    max_batch_size: int, *, batch_wait_ms: float, max_new_tokens: int, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``giqa serve inference`` on the shipped demo VLM (embedded defaults) on a free port, once ready."""
     port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "shared"), str(ROOT), env.get("PYTHONPATH", "")])
@@ -68,8 +68,8 @@ def start(max_batch_size: int, args: argparse.Namespace, log: Path) -> tuple[sub
     env["HF_HUB_OFFLINE"] = "1"
     command = [
         sys.executable, "-m", "giqa.cli.serve_inference", "--port", str(port), "--log-level", "warning",
-        "--max-batch-size", str(max_batch_size), "--batch-wait-ms", str(args.batch_wait_ms),
-        "--queue-size", "1024", "--max-new-tokens", str(args.max_new_tokens),
+        "--max-batch-size", str(max_batch_size), "--batch-wait-ms", str(batch_wait_ms),
+        "--queue-size", "1024", "--max-new-tokens", str(max_new_tokens),
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -129,16 +129,14 @@ async def load(
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
         await asyncio.gather(*(client(http) for _ in range(clients)))
     elapsed = time.perf_counter() - started
-    lat = np.array(latencies) * 1000
+    spread = percentiles(latencies)
     return {
         "requests": len(latencies),
         "errors": len(errors),
         "first_errors": errors[:3],
         "seconds": round(elapsed, 2),
         "throughput_rps": round(len(latencies) / elapsed, 2),
-        "p50_ms": round(float(np.percentile(lat, 50)), 1),
-        "p95_ms": round(float(np.percentile(lat, 95)), 1),
-        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+        **{k: round(float(spread[k]), 1) for k in ("p50_ms", "p95_ms", "p99_ms")},
         "rss_mb_after_n_requests": rss,
         "answers": answers,
     }
@@ -155,7 +153,12 @@ def batch_sizes(url: str) -> dict[str, float]:
 
 
 def phase(max_batch: int, args: argparse.Namespace, payloads: list[bytes], tmp: Path) -> dict[str, Any]:
-    process, url = start(max_batch, args, tmp / f"serve-{max_batch}.log")
+    process, url = start(
+        max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+        max_new_tokens=args.max_new_tokens,
+        log=tmp / f"serve-{max_batch}.log",
+    )
     try:
         server = psutil.Process(process.pid)
         asyncio.run(load(url, payloads[:4], 4, 16, 60))  # warm-up (not counted)

@@ -7,11 +7,18 @@
   finished model is registered under. Everything is checked before anything is written: a bad config, a
   dataset not in the store, a checkpoint name taken are 400/409 with nothing stored. 201 with the job.
 - ``GET /v1/jobs`` (newest first, ``?state=``), ``GET /v1/jobs/{id}`` (state, step, total steps, loss,
-  ETA, error, the checkpoints it registered), ``POST /v1/jobs/{id}/cancel`` (202; a running job's child
-  is killed by its launcher, then the job reads ``cancelled``; 409 for a job that has ended).
+  ETA, attempts, error, the checkpoints it registered), ``POST /v1/jobs/{id}/cancel`` (202; a running
+  job's child is killed by its launcher, then the job reads ``cancelled``; 409 for a job that has ended).
 - ``GET /v1/checkpoints``, ``GET /v1/checkpoints/{name}``: the registered models the inference service
   and the evaluator load by name.
 - ``/health``, ``/ready`` (database, object store and broker answer), ``/metrics``: :mod:`giqa.service`.
+
+Lost jobs: a running job whose launcher has not reported for ``jobs.lost_after_s`` (its train worker
+was killed, its node went away) is queued again, and its next attempt resumes from the last complete
+checkpoint in the job folder; after ``jobs.max_attempts`` it is failed with the reason
+(:func:`giqa.infra.db.jobs_dal.requeue_lost_jobs`). A thread of each trainer process sweeps every quarter
+of ``lost_after_s`` (1–60 s), and every read of the jobs sweeps first. The train task itself is
+acknowledged when it starts (:mod:`services.trainer.tasks`), so the broker never delivers a job twice.
 
 Launchers: :mod:`services.trainer.launchers`. Run it with ``uvicorn services.trainer.app:app --factory``.
 """
@@ -19,6 +26,7 @@ Launchers: :mod:`services.trainer.launchers`. Run it with ``uvicorn services.tra
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -98,6 +106,7 @@ class JobOut(BaseModel):
     loss: float | None
     eta_s: float | None = Field(description="seconds left at the current pace (None until it is known)")
     cancel_requested: bool
+    attempts: int = Field(description="claims by a worker: 1, plus 1 for every resume after a lost attempt")
     error: str | None
     k8s_name: str | None
     created_at: str
@@ -136,6 +145,7 @@ def job_out(job: jobs_dal.JobView) -> JobOut:
         loss=job.loss,
         eta_s=job.eta_s,
         cancel_requested=job.cancel_requested,
+        attempts=job.attempts,
         error=job.error,
         k8s_name=job.k8s_name,
         created_at=job.created_at.isoformat(),
@@ -172,6 +182,36 @@ def check_config(body: JobIn) -> tuple[dict[str, Any], int | None]:
     return dict(body.config) | {"preset": body.preset}, (config.max_steps if config.max_steps > 0 else None)
 
 
+def sweep_interval_s(lost_after_s: float) -> float:
+    """Seconds between two sweeps for lost jobs: a quarter of the limit, 1 to 60 s."""
+    return max(1.0, min(60.0, lost_after_s / 4))
+
+
+class LostJobSweeper:
+    """The thread that sends lost jobs again (see the module docstring); ``sweep`` does one pass."""
+
+    def __init__(self, sweep: Callable[[], None], interval_s: float) -> None:
+        self.sweep = sweep
+        self.interval_s = interval_s
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="giqa-lost-jobs", daemon=True)
+
+    def start(self) -> Callable[[], None]:
+        self.thread.start()
+        return self.stop
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            try:
+                self.sweep()
+            except Exception as exc:  # the database or the broker is down: try again next period
+                log.info("lost-job sweep skipped: %s: %s", type(exc).__name__, str(exc)[:200])
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+
+
 def load_backend(settings: Settings) -> None:  # noqa: ARG001 - the giqa serve protocol
     """``giqa serve``'s hook: no model here: the train workers or the cluster run the jobs."""
     return None
@@ -187,13 +227,38 @@ def create_app_from_settings(
     """The trainer app. ``ctx``: the process's context (else one from ``settings``); ``kubernetes_api``:
     builds the cluster client of the kubernetes launcher (default: the ``kubernetes`` package)."""
     from services.platform import platform_app
-    from services.trainer.launchers import make_launcher
+    from services.trainer.launchers import TRAIN_TASK, make_launcher
+
+    def sweep_lost() -> None:
+        """Lost jobs queued again (and sent) or failed: :func:`jobs_dal.requeue_lost_jobs`."""
+        jobs = settings.jobs
+        stale = datetime.now(UTC) - timedelta(seconds=jobs.lost_after_s)
+        with context.session() as s:
+            lost = jobs_dal.requeue_lost_jobs(s, stale_before=stale, max_attempts=jobs.max_attempts)
+        for job_id in lost.requeued:  # committed first: the worker that takes it must find it pending
+            log.warning(
+                "job %s was lost (no report for %.0f s): sent again to resume", job_id, jobs.lost_after_s
+            )
+            if celery.conf.task_always_eager:  # it would train right here, in a request or the sweep thread
+                threading.Thread(target=send, args=(TRAIN_TASK, [job_id]), daemon=True).start()
+                continue
+            try:
+                send(TRAIN_TASK, [job_id])
+            except Exception as exc:  # the broker is away: lost again, so the next sweep sends it
+                log.warning("job %s could not be sent again (%s); the next sweep tries again", job_id, exc)
+                with context.session() as s:
+                    jobs_dal.unqueue_job(s, job_id=job_id)
+        for job_id in lost.failed:
+            log.warning("job %s was lost and has no attempts left: failed", job_id)
 
     app, context, celery = platform_app(
         settings,
         name=NAME,
         ctx=ctx,
         description="Training jobs: submit, watch step, loss and ETA, cancel; the checkpoints they register.",
+        background=lambda _context: LostJobSweeper(
+            sweep_lost, sweep_interval_s(settings.jobs.lost_after_s)
+        ).start(),
     )
 
     def count_jobs() -> dict[str, int]:
@@ -221,11 +286,6 @@ def create_app_from_settings(
             )
         except RuntimeError as exc:  # the kubernetes package missing, no cluster config
             raise ServiceError(503, f"the {name} launcher is unavailable: {exc}") from exc
-
-    def fail_lost() -> None:
-        stale = datetime.now(UTC) - timedelta(seconds=settings.jobs.lost_after_s)
-        with context.session() as s:
-            jobs_dal.fail_lost_jobs(s, stale_before=stale)
 
     def synced(job: jobs_dal.JobView) -> jobs_dal.JobView:
         """The job after its launcher had its say (a Kubernetes Job that failed before reporting)."""
@@ -318,7 +378,7 @@ def create_app_from_settings(
         offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
         state: Literal["pending", "running", "succeeded", "failed", "cancelled"] | None = None,
     ) -> list[JobOut]:
-        fail_lost()
+        sweep_lost()
         with context.session() as s:
             found = jobs_dal.list_jobs(s, limit=limit, offset=offset, state=state)
         return [job_out(synced(j)) for j in found]
@@ -327,7 +387,7 @@ def create_app_from_settings(
         "/v1/jobs/{job_id}", response_model=JobOut, tags=["jobs"], dependencies=operator, responses=errors
     )
     def show_job(job_id: str) -> JobOut:
-        fail_lost()
+        sweep_lost()
         with context.session() as s:
             job = jobs_dal.get_job(s, job_id=job_id)
         if job is None:

@@ -48,7 +48,7 @@ class LocalLauncher:
         return None  # the worker running it sees the flag within jobs.poll_s
 
     def sync(self, job: jobs_dal.JobView) -> None:  # noqa: ARG002 - the interface's signature
-        return None  # the worker reports; a dead one is found by its heartbeat (jobs_dal.fail_lost_jobs)
+        return None  # the worker reports; a dead one's job is requeued (jobs_dal.requeue_lost_jobs)
 
 
 class KubernetesLauncher:

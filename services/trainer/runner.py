@@ -5,17 +5,28 @@ The same code runs in a ``train`` worker (the local launcher: the child is ``giq
 :mod:`giqa.training.launch`, which dies with the worker) and in node 0 of a Kubernetes job (the child is
 ``torchrun``; :mod:`services.trainer.pod`). Steps:
 
-1. claim the job (pending → running; a task delivered again, or a job cancelled while queued, does nothing);
+1. claim the job (pending → running, one attempt more; a task delivered again, or a job cancelled while
+   queued, does nothing);
 2. fetch the inputs into the job folder: the LLaVA JSON (a store key, or an annotation run's
    ``train.json``) and its images (``<images_prefix>/<image path>``, or a run's stored images by sample),
    and the base model when it is a store prefix (``key:checkpoints/<name>/``) or a registered checkpoint
-   (``checkpoint:<name>``); write ``config.yaml`` (the submitted fields plus the folders);
+   (``checkpoint:<name>``), reporting a heartbeat meanwhile (:func:`~services.trainer.progress.heartbeat`);
+   write ``config.yaml`` (the submitted fields plus the folders, and ``resume`` from the second attempt on);
 3. start the child, then every ``jobs.poll_s``: read the new lines of ``metrics.jsonl`` (step, loss,
    ETA = elapsed / step × steps left), write them to the job's row (a heartbeat too), and look for a
-   cancel; a cancel sends SIGTERM to the child's process group, SIGKILL after ``jobs.cancel_grace_s``;
+   cancel; a cancel sends SIGTERM to the child's process group, SIGKILL after ``jobs.cancel_grace_s``.
+   A report refused because the job moved on (found lost while this worker was cut off, and handed to
+   another) stops the child and leaves the job to its new attempt;
 4. on exit 0: ``final/`` to ``checkpoints/<name>/``, the metrics, loss curve and log to ``jobs/<id>/``, the
-   checkpoint registered (step, last loss), the job succeeded; otherwise failed with the child's
-   ``error: ...`` line (or the end of its log).
+   checkpoint registered (step, last loss), the job succeeded; a child killed by a signal (the OOM killer,
+   an operator) is started again with ``resume`` while attempts are left (``jobs.max_attempts``); any
+   other exit fails the job with the child's ``error: ...`` line (or the end of its log).
+
+Resuming (decided): every attempt after the first runs ``giqa train --resume`` in the same job folder, so
+training goes on from the last complete checkpoint in ``run/`` (a half-written one has no completion
+marker and is deleted, never loaded: :mod:`giqa.training.checkpoints`); with the same seed it ends where an
+uninterrupted run would. An attempt on another machine finds the folder only if ``jobs.work_dir`` is shared
+(the Kubernetes launcher's RWX volume); otherwise it trains from the start, which is slower but as correct.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +49,7 @@ from sqlalchemy.exc import OperationalError
 
 from giqa.infra.db import jobs_dal
 from giqa.settings import jobs_dir
+from services.trainer.progress import Tail, heartbeat, progress_of, report
 
 log = logging.getLogger("giqa.trainer.runner")
 
@@ -50,50 +62,6 @@ ARTEFACTS = ("metrics.jsonl", "loss_curve.png", "skipped.json", LOG_FILE, "confi
 
 class InputError(RuntimeError):
     """A job input that cannot be fetched or used (the job fails with this message)."""
-
-
-@dataclass
-class Tail:
-    """Reads the lines appended to a metrics JSONL since the last call (a torn last line waits)."""
-
-    path: Path
-    offset: int = 0
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        new = []
-        for line in data[:end].splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                new.append(row)
-        self.rows += new
-        return new
-
-
-def progress_of(rows: list[dict[str, Any]], total_steps: int | None) -> dict[str, Any]:
-    """Step, total steps, last loss and ETA from metrics rows (those seen so far)."""
-    if not rows:
-        return {}
-    last = rows[-1]
-    step = int(last.get("step") or 0)
-    total = int(last["max_steps"]) if last.get("max_steps") else total_steps
-    losses = [r["loss"] for r in rows if isinstance(r.get("loss"), int | float)]
-    out: dict[str, Any] = {"step": step, "total_steps": total, "loss": losses[-1] if losses else None}
-    elapsed = last.get("elapsed_s")
-    if total and step > 0 and isinstance(elapsed, int | float):
-        out["eta_s"] = round(max(0.0, elapsed / step * (total - step)), 1)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -178,7 +146,9 @@ def resolve_base_model(ctx: Any, base_model: str, folder: Path) -> str:
     return base_model
 
 
-def write_config(job: jobs_dal.JobView, folder: Path, dataset: Path, images: Path, base_model: str) -> Path:
+def write_config(
+    job: jobs_dal.JobView, folder: Path, dataset: Path, images: Path, base_model: str, *, resume: bool = False
+) -> Path:
     import yaml
 
     config = dict(job.config) | {
@@ -187,6 +157,7 @@ def write_config(job: jobs_dal.JobView, folder: Path, dataset: Path, images: Pat
         "output_dir": str(folder / "run"),
         "base_model": base_model,
         "progress": False,
+        "resume": resume,
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
@@ -287,7 +258,8 @@ def run_job(
     start: Callable[[Path, Path], Child] = start_local_child,
     folder: Path | None = None,
 ) -> str:
-    """Run the job to its end (see the module docstring); returns its final state ('' when not claimed)."""
+    """Run the job to its end (see the module docstring); returns its final state ('' when not claimed, or
+    when the job was handed to another attempt while this one ran)."""
     settings = ctx.settings
     with ctx.session() as s:
         if not jobs_dal.claim_job(s, job_id=job_id):
@@ -297,48 +269,67 @@ def run_job(
     assert job is not None
     folder = folder or jobs_dir(settings) / job_id
     folder.mkdir(parents=True, exist_ok=True)
+    attempt = job.attempts
     try:
-        dataset, images = fetch_inputs(ctx, job, folder)
-        base_model = resolve_base_model(ctx, job.base_model, folder)
-        config = write_config(job, folder, dataset, images, base_model)
+        with heartbeat(ctx, job_id, attempt) as handed_on:
+            dataset, images = fetch_inputs(ctx, job, folder)
+            base_model = resolve_base_model(ctx, job.base_model, folder)
+        with ctx.session() as s:  # the heartbeat's last word, and one now: no child for a job handed on
+            still_ours = not handed_on.is_set() and jobs_dal.record_progress(
+                s, job_id=job_id, attempt=attempt
+            )
+        if not still_ours:
+            log.warning("job %s: handed to another attempt while its inputs were fetched", job_id)
+            return ""
     except InputError as exc:
         return _end(ctx, job_id, "failed", f"input: {exc}")
     except Exception as exc:  # a bug or a store down past its retries: the job must not stay "running"
         log.exception("job %s: preparing the inputs failed", job_id)
         return _end(ctx, job_id, "failed", f"input: {type(exc).__name__}: {exc}")
-    try:
-        child = start(config, folder)
-    except OSError as exc:
-        return _end(ctx, job_id, "failed", f"cannot start the training process: {exc}")
     tail = Tail(folder / "run" / "metrics.jsonl")
-    cancelled = False
-    try:
-        with ctx.session() as s:
-            jobs_dal.set_job_process(s, job_id=job_id, pid=child.process.pid)
-        while child.alive():
-            time.sleep(settings.jobs.poll_s)
-            try:
-                _report(ctx, job_id, tail, job.total_steps)
-                with ctx.session() as s:
-                    cancelled = jobs_dal.cancel_requested(s, job_id=job_id)
-            except OperationalError as exc:  # the database is away for a moment: training goes on
-                log.warning("job %s: cannot report progress (%s); retrying", job_id, str(exc).splitlines()[0])
-                continue
-            if cancelled or STOPPING.is_set():
-                break
-    except BaseException:  # the worker is stopping (or a bug): the child must not outlive this task
-        child.stop(settings.jobs.cancel_grace_s)
-        raise
-    if cancelled:
-        status = child.stop(settings.jobs.cancel_grace_s)
-        log.info("job %s cancelled; the child exited with %s", job_id, status)
-        return _end(ctx, job_id, "cancelled", "cancelled")
-    if STOPPING.is_set() and child.alive():
-        child.stop(settings.jobs.cancel_grace_s)
-        return _end(ctx, job_id, "failed", "the train worker was stopped while the job ran; submit it again")
-    status = child.process.wait()
-    child.close()
-    _report(ctx, job_id, tail, job.total_steps)
+    while True:
+        if attempt > 1:
+            from giqa.training.checkpoints import last_complete
+
+            found = last_complete(folder / "run")
+            log.warning("job %s attempt %d: resuming from %s", job_id, attempt, found or "the start")
+        config = write_config(job, folder, dataset, images, base_model, resume=attempt > 1)
+        try:
+            child = start(config, folder)
+        except OSError as exc:
+            return _end(ctx, job_id, "failed", f"cannot start the training process: {exc}")
+        why = _watch(ctx, job, child, tail, attempt)
+        if why != "exited":
+            status = child.stop(settings.jobs.cancel_grace_s)
+            log.info("job %s: %s; the child exited with %s", job_id, why, status)
+            if why == "superseded":
+                return ""  # the job moved on without this worker: its new attempt reports from now on
+            if why == "cancelled":
+                return _end(ctx, job_id, "cancelled", "cancelled")
+            return _end(
+                ctx, job_id, "failed", "the train worker was stopped while the job ran; submit it again"
+            )
+        status = child.process.wait()
+        child.close()
+        if not report(ctx, job_id, tail, job.total_steps, attempt):
+            return ""
+        if status >= 0:
+            break
+        with (
+            ctx.session() as s
+        ):  # killed by a signal (the OOM killer, an operator): resume, if attempts are left
+            following = jobs_dal.next_attempt(
+                s, job_id=job_id, attempt=attempt, max_attempts=settings.jobs.max_attempts
+            )
+        if following is None:
+            reason = f"the training process was killed by signal {-status} in attempt {attempt}"
+            return _end(
+                ctx, job_id, "failed", f"{reason} of {settings.jobs.max_attempts} (jobs.max_attempts)"
+            )
+        log.warning(
+            "job %s: the training process was killed by signal %d; attempt %d", job_id, -status, following
+        )
+        attempt = following
     if status != 0:
         return _end(ctx, job_id, "failed", failure_of(folder / LOG_FILE, status))
     try:
@@ -349,11 +340,30 @@ def run_job(
     return _end(ctx, job_id, "succeeded", None)
 
 
-def _report(ctx: Any, job_id: str, tail: Tail, total_steps: int | None) -> None:
-    tail.read()
-    values = progress_of(tail.rows, total_steps)
-    with ctx.session() as s:
-        jobs_dal.record_progress(s, job_id=job_id, **values)
+def _watch(ctx: Any, job: jobs_dal.JobView, child: Child, tail: Tail, attempt: int) -> str:
+    """Report every ``jobs.poll_s`` while the child runs; why it ended: ``exited``, or the child must stop:
+    ``cancelled``, ``stopping`` (the worker is), ``superseded`` (the job is no longer this attempt's)."""
+    settings = ctx.settings
+    try:
+        with ctx.session() as s:
+            jobs_dal.set_job_process(s, job_id=job.id, pid=child.process.pid)
+        while child.alive():
+            time.sleep(settings.jobs.poll_s)
+            try:
+                if not report(ctx, job.id, tail, job.total_steps, attempt):
+                    return "superseded"
+                with ctx.session() as s:
+                    if jobs_dal.cancel_requested(s, job_id=job.id):
+                        return "cancelled"
+            except OperationalError as exc:  # the database is away for a moment: training goes on
+                log.warning("job %s: cannot report progress (%s); retrying", job.id, str(exc).splitlines()[0])
+                continue
+            if STOPPING.is_set():
+                return "stopping"
+    except BaseException:  # the worker is stopping (or a bug): the child must not outlive this task
+        child.stop(settings.jobs.cancel_grace_s)
+        raise
+    return "exited"
 
 
 def _publish(ctx: Any, job: jobs_dal.JobView, folder: Path, tail: Tail) -> None:

@@ -2,9 +2,12 @@
 
 Acknowledged when it starts (``acks_late=False``, unlike the annotation stages): a job runs for hours,
 longer than any broker visibility timeout, and must not be delivered to a second worker while the first
-still trains. A worker asked to stop (SIGTERM: a rollout, a scale-down) stops the child and fails the job
-with that reason at once; a worker that dies (SIGKILL, the node) takes its child with it, the job's heartbeat
-stops and the service fails it as lost after ``jobs.lost_after_s``.
+still trains (``acks_late`` with ``reject_on_worker_lost`` would bring a killed job back only after the
+visibility timeout, and would also hand every job that outlasts it to a second worker). Redelivery is the
+database's instead: a worker that dies (SIGKILL, the node) takes its child with it, the job's heartbeat
+stops, and after ``jobs.lost_after_s`` the trainer service queues it again; the next attempt resumes from
+the last complete checkpoint (:mod:`services.trainer.runner`), up to ``jobs.max_attempts``. A worker asked
+to stop (SIGTERM: a rollout, a scale-down) stops the child and fails the job with that reason at once.
 """
 
 from __future__ import annotations

@@ -10,10 +10,18 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -294,7 +302,16 @@ class JobsSettings(BaseModel):
     poll_s: float = Field(1.0, gt=0, description="how often a launcher reads progress and looks for a cancel")
     cancel_grace_s: float = Field(10.0, gt=0, description="SIGTERM to SIGKILL delay when a job is cancelled")
     lost_after_s: float = Field(
-        600.0, gt=0, description="a running job whose launcher has not reported for this long is failed"
+        600.0,
+        gt=0,
+        description="a running job whose launcher has not reported for this long is lost: queued again "
+        "to resume from its last checkpoint (local launcher, attempts left) or failed",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="attempts of a training job (a lost worker or a killed training process counts one) "
+        "before it fails",
     )
     checkpoint_cache_dir: Path | None = Field(
         None, description="registered checkpoints fetched from storage; default <cache_dir>/checkpoints"
@@ -312,6 +329,19 @@ class JobsSettings(BaseModel):
         return http_url(value)
 
 
+def mask_url_password(url: str) -> str:
+    """``url`` with the password in its user info replaced by ``***`` (for reprs, JSON dumps and logs)."""
+    parts = urlsplit(url)
+    try:
+        has_password = parts.password is not None
+    except ValueError:  # a malformed port: show nothing of the user info
+        has_password = "@" in parts.netloc
+    if not has_password:
+        return url
+    user_info, host = parts.netloc.rsplit("@", 1)
+    return parts._replace(netloc=f"{user_info.split(':', 1)[0]}:***@{host}").geturl()
+
+
 class DatabaseSettings(BaseModel):
     """The database of runs, samples and stage results (Postgres in a cluster, a SQLite file embedded)."""
 
@@ -322,6 +352,16 @@ class DatabaseSettings(BaseModel):
     pool_size: int = Field(5, ge=1, description="connections kept open per process (Postgres)")
     echo: bool = Field(False, description="log every SQL statement")
     connect_timeout_s: float = Field(10.0, gt=0, description="connect (Postgres) or lock wait (SQLite) limit")
+
+    # The URL stays a plain string (every engine needs it whole), but its password never shows in a repr or
+    # a JSON dump of the settings, as the SecretStr fields do not.
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, mask_url_password(value) if name == "url" and isinstance(value, str) else value
+
+    @field_serializer("url", when_used="json")
+    def _url_without_password(self, value: str | None) -> str | None:
+        return None if value is None else mask_url_password(value)
 
     @field_validator("url")
     @classmethod

@@ -1,6 +1,6 @@
 """Training jobs and evaluations end to end: real Postgres, Redis (db 6), an S3 server on loopback (moto),
 and the trainer and evaluator services and a Celery worker per queue (``train``, ``eval``) as processes
-(``giqa stack``'s plan with ``jobs=True``, :func:`giqa.infra.stack.plan`).
+(:func:`jobs_stack.jobs_stack`).
 
 - A training job submitted over REST runs the tiny preset (a smaller shape, a few steps) in a child
   process of the train worker to the end; step, loss and total steps reach Postgres; the final model lands
@@ -21,18 +21,16 @@ from typing import Any
 
 import pytest
 
-from giqa.llm.server import free_port
-
 pytest.importorskip("celery")
 pytest.importorskip("redis")
 psutil = pytest.importorskip("psutil")
 
+from jobs_stack import FINAL, flushed_redis, jobs_stack, logs, wait_for  # noqa: E402
 from training_helpers import SMALL_MODEL, synth_export  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-REDIS_URL = "redis://127.0.0.1:6379/6"
-SECRET = "giqa-test-secret"
+REDIS_URL = "redis://127.0.0.1:6379/6"  # this module's own database
 TRAIN_CONFIG = SMALL_MODEL | {
     "per_device_batch": 4,
     "logging_steps": 1,
@@ -41,19 +39,11 @@ TRAIN_CONFIG = SMALL_MODEL | {
     "dataloader_workers": 0,
 }
 SHIPPED_VLM = Path(__file__).resolve().parents[2] / "shared" / "giqa" / "assets" / "vlm"
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
 def redis_url() -> str:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.flushdb()  # db 6 is this suite's own
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
-    return REDIS_URL
+    return flushed_redis(REDIS_URL)
 
 
 @pytest.fixture(scope="module")
@@ -80,67 +70,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def stack(world: dict[str, Path], pg_url: str, s3_server: str, redis_url: str) -> Iterator[dict[str, Any]]:
-    from giqa.infra.stack import Stack, plan
-    from giqa.infra.storage import make_store, put_folder
-    from giqa.settings import Settings
+    from giqa.infra.storage import put_folder
 
-    root = world["root"]
-    env = {
-        "GIQA_DB__URL": pg_url,
-        "GIQA_QUEUE__BROKER_URL": redis_url,
-        "GIQA_STORAGE__ENDPOINT": s3_server,
-        "GIQA_STORAGE__ACCESS_KEY": "giqa",
-        "GIQA_STORAGE__SECRET_KEY": SECRET,
-        "GIQA_LLM__URL": "http://127.0.0.1:9/v1",  # nothing here calls an LLM
-        "GIQA_DATA_DIR": str(root / "data"),
-        "GIQA_CACHE_DIR": str(root / "cache"),
-        "GIQA_JOBS__POLL_S": "0.3",
-        "GIQA_JOBS__CANCEL_GRACE_S": "5",
-        "GIQA_PIPELINE__DEVICE": "cpu",
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
-    settings = Settings(
-        db={"url": pg_url},
-        queue={"broker_url": redis_url},
-        storage={"endpoint": s3_server, "access_key": "giqa", "secret_key": SECRET},
-        llm={"url": "http://127.0.0.1:9/v1"},
-        data_dir=root / "data",
-        cache_dir=root / "client-cache",
-    )
-    store = make_store(settings)
-    store.put_file("uploads/synth/llava.json", world["data"])
-    put_folder(store, world["data"].parent / "images", "uploads/synth/images/")
-    store.put_file("benches/small/bench.jsonl", world["bench"])
-    put_folder(store, world["bench"].parent / "images", "benches/small/images/")
-    ports = {name: free_port() for name in ("trainer", "evaluator")}
-    repo = Path(__file__).resolve().parents[2]
-    the_plan = plan(settings, ports=ports, repo_root=repo, jobs=True)
-    running = Stack(the_plan, root / "logs", cwd=repo, extra_env=env)
-    try:
-        running.start(timeout_s=120, only={"trainer", "evaluator", "worker-train", "worker-eval"})
-        yield {"stack": running, "settings": settings, "urls": the_plan.urls, "store": store}
-    finally:
-        running.close()
-
-
-def logs(stack: dict[str, Any]) -> str:
-    running = stack["stack"]
-    return "".join(f"\n--- {name}\n{running.log(name).read_text()[-3000:]}" for name in running.running)
-
-
-def wait_for(url: str, stack: dict[str, Any], until: Any, timeout_s: float = 150.0) -> dict[str, Any]:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = httpx.get(url, timeout=10).json()
-        if until(body):
-            return body
-        assert not stack["stack"].dead(), f"a process died: {stack['stack'].dead()}{logs(stack)}"
-        time.sleep(0.3)
-    raise AssertionError(f"{url} never reached the state wanted; last: {body}{logs(stack)}")
+    processes = {"trainer", "evaluator", "worker-train", "worker-eval"}
+    with jobs_stack(
+        world["root"], pg_url=pg_url, s3_server=s3_server, redis_url=redis_url, only=processes
+    ) as running:
+        store = running["store"]
+        store.put_file("uploads/synth/llava.json", world["data"])
+        put_folder(store, world["data"].parent / "images", "uploads/synth/images/")
+        store.put_file("benches/small/bench.jsonl", world["bench"])
+        put_folder(store, world["bench"].parent / "images", "benches/small/images/")
+        yield running
 
 
 def test_a_training_job_runs_to_the_end_and_registers_its_checkpoint(stack: dict[str, Any]) -> None:

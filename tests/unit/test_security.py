@@ -126,13 +126,35 @@ def test_development_accepts_what_production_refuses(env: Any) -> None:
 
 
 def test_secrets_never_show_in_a_repr(env: Any) -> None:
+    db_password = "pg-5a7c9e1b3d2f4a6c"
     settings = env(
         PRODUCTION
-        | {"GIQA_LLM__API_KEY": "llm-key-9d8c7b6a5f4e", "GIQA_PIPELINE__SERVICES_API_KEY": GOOD_KEY}
+        | {
+            "GIQA_LLM__API_KEY": "llm-key-9d8c7b6a5f4e",
+            "GIQA_PIPELINE__SERVICES_API_KEY": GOOD_KEY,
+            "GIQA_DB__URL": f"postgresql+psycopg://giqa:{db_password}@db:5432/giqa",
+        }
     )
-    shown = repr(settings) + str(settings) + settings.model_dump_json()
-    for secret in (GOOD_KEY, OPERATOR_KEY, S3_SECRET, "llm-key-9d8c7b6a5f4e"):
+    shown = repr(settings) + str(settings) + settings.model_dump_json() + repr(settings.db)
+    for secret in (GOOD_KEY, OPERATOR_KEY, S3_SECRET, "llm-key-9d8c7b6a5f4e", db_password):
         assert secret not in shown
+    assert "postgresql+psycopg://giqa:***@db:5432/giqa" in repr(settings.db)
+    assert settings.db.url == f"postgresql+psycopg://giqa:{db_password}@db:5432/giqa"  # engines get it whole
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("sqlite:////data/giqa.sqlite3", "sqlite:////data/giqa.sqlite3"),
+        ("postgresql+psycopg://giqa@db/giqa", "postgresql+psycopg://giqa@db/giqa"),
+        ("postgresql+psycopg://giqa:p%40ss%3Aw@db:5432/giqa", "postgresql+psycopg://giqa:***@db:5432/giqa"),
+        ("postgresql://u:secret@h:notaport/d", "postgresql://u:***@h:notaport/d"),
+    ],
+)
+def test_a_database_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    from giqa.settings import mask_url_password
+
+    assert mask_url_password(url) == shown
 
 
 def test_api_keys_never_reach_a_log_line_or_an_error_body(caplog: pytest.LogCaptureFixture) -> None:

@@ -59,10 +59,10 @@ def new_run(sessions: sessionmaker[Session], n: int = 3, state: str = "running")
 
 
 def test_migrations_create_the_models_schema_and_rerun_as_a_no_op(db_url: str) -> None:
-    assert current(db_url) == head() == "0002"  # 0001 runs and datasets, 0002 jobs and evaluations
+    assert current(db_url) == head() == "0003"  # 0001 runs, datasets; 0002 jobs, evaluations; 0003 attempts
     assert schema_drift(db_url) == []
     upgrade(db_url)  # already at head
-    assert current(db_url) == "0002"
+    assert current(db_url) == "0003"
 
 
 def test_a_never_migrated_database_has_no_revision(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""giqa.infra.db.jobs_dal on the embedded SQLite file through the real migrations (0002): jobs, their
-state rules and cancel, progress, lost jobs, checkpoints by name, evaluations. The same tests run against
-Postgres in ``tests/integration/test_jobs_postgres.py``."""
+"""giqa.infra.db.jobs_dal on the embedded SQLite file through the real migrations (0003): jobs, their
+state rules and cancel, progress, attempts and lost jobs, checkpoints by name, evaluations. The same tests
+run against Postgres in ``tests/integration/test_jobs_postgres.py``."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def new_job(sessions: sessionmaker[Session], **kw: object) -> str:
         return jobs_dal.create_job(s, **args)  # type: ignore[arg-type]
 
 
-def test_migration_0002_is_head_and_matches_the_models(db_url: str) -> None:
-    assert head() == "0002"
+def test_migration_0003_is_head_and_matches_the_models(db_url: str) -> None:
+    assert head() == "0003"
     assert schema_drift(db_url) == []
 
 
@@ -123,18 +123,80 @@ def test_progress_keeps_fields_not_given_and_only_while_running(sessions: sessio
     assert job.heartbeat_at is not None and job.started_at is not None
 
 
-def test_lost_jobs_fail_when_their_heartbeat_is_stale(sessions: sessionmaker[Session]) -> None:
-    fresh, stale = new_job(sessions), new_job(sessions)
+def _age(sessions: sessionmaker[Session], job_id: str, hours: float = 1.0) -> None:
+    with session_scope(sessions) as s:
+        s.get(jobs_dal.Job, job_id).heartbeat_at = datetime.now(UTC) - timedelta(hours=hours)  # type: ignore[union-attr]
+
+
+def _sweep(sessions: sessionmaker[Session], max_attempts: int = 2) -> jobs_dal.LostJobs:
+    with session_scope(sessions) as s:
+        stale = datetime.now(UTC) - timedelta(minutes=5)
+        return jobs_dal.requeue_lost_jobs(s, stale_before=stale, max_attempts=max_attempts)
+
+
+def test_a_lost_job_is_requeued_until_its_attempts_run_out_then_failed(
+    sessions: sessionmaker[Session],
+) -> None:
+    fresh, lost = new_job(sessions), new_job(sessions)
     with session_scope(sessions) as s:
         jobs_dal.claim_job(s, job_id=fresh)
-        jobs_dal.claim_job(s, job_id=stale)
-        jobs_dal.get_job(s, job_id=stale)
-        s.get(jobs_dal.Job, stale).heartbeat_at = datetime.now(UTC) - timedelta(hours=1)  # type: ignore[union-attr]
+        jobs_dal.claim_job(s, job_id=lost)
+        jobs_dal.set_job_process(s, job_id=lost, pid=4242)
+        first_start = jobs_dal.get_job(s, job_id=lost).started_at  # type: ignore[union-attr]
+    _age(sessions, lost)
+    assert _sweep(sessions) == jobs_dal.LostJobs(requeued=[lost], failed=[])
+    assert _sweep(sessions) == jobs_dal.LostJobs(requeued=[], failed=[])  # pending now: nothing to do
     with session_scope(sessions) as s:
-        assert jobs_dal.fail_lost_jobs(s, stale_before=datetime.now(UTC) - timedelta(minutes=5)) == 1
-        assert jobs_dal.get_job(s, job_id=stale).state == "failed"  # type: ignore[union-attr]
-        assert "lost" in (jobs_dal.get_job(s, job_id=stale).error or "")  # type: ignore[union-attr]
+        view = jobs_dal.get_job(s, job_id=lost)
+        assert view is not None and (view.state, view.attempts, view.pid) == ("pending", 1, None)
+        assert "attempt 1 of 2 lost" in (view.error or "") and "resume" in (view.error or "")
+        assert jobs_dal.claim_job(s, job_id=lost) is True  # the task sent again
+        view = jobs_dal.get_job(s, job_id=lost)
+        assert view is not None and view.attempts == 2 and view.started_at == first_start
+    _age(sessions, lost)
+    assert _sweep(sessions) == jobs_dal.LostJobs(requeued=[], failed=[lost])
+    with session_scope(sessions) as s:
+        view = jobs_dal.get_job(s, job_id=lost)
+        assert view is not None and view.state == "failed" and "after 2 attempts" in (view.error or "")
         assert jobs_dal.get_job(s, job_id=fresh).state == "running"  # type: ignore[union-attr]
+
+
+def test_a_lost_kubernetes_job_is_failed_not_requeued(sessions: sessionmaker[Session]) -> None:
+    job_id = new_job(sessions, launcher="kubernetes")
+    with session_scope(sessions) as s:
+        jobs_dal.claim_job(s, job_id=job_id)
+    _age(sessions, job_id)
+    assert _sweep(sessions, max_attempts=5) == jobs_dal.LostJobs(requeued=[], failed=[job_id])
+    with session_scope(sessions) as s:
+        assert "kubernetes launcher does not requeue" in (jobs_dal.get_job(s, job_id=job_id).error or "")  # type: ignore[union-attr]
+
+
+def test_a_requeued_job_that_could_not_be_sent_is_lost_again(sessions: sessionmaker[Session]) -> None:
+    job_id = new_job(sessions)
+    with session_scope(sessions) as s:
+        jobs_dal.claim_job(s, job_id=job_id)
+    _age(sessions, job_id)
+    assert _sweep(sessions).requeued == [job_id]
+    with session_scope(sessions) as s:
+        jobs_dal.unqueue_job(s, job_id=job_id)  # the broker was away
+        assert jobs_dal.get_job(s, job_id=job_id).state == "running"  # type: ignore[union-attr]
+    assert _sweep(sessions).requeued == [job_id]  # the next sweep tries again, attempts unchanged
+    with session_scope(sessions) as s:
+        assert jobs_dal.get_job(s, job_id=job_id).attempts == 1  # type: ignore[union-attr]
+
+
+def test_a_report_of_an_attempt_that_was_handed_on_is_refused(sessions: sessionmaker[Session]) -> None:
+    job_id = new_job(sessions)
+    with session_scope(sessions) as s:
+        jobs_dal.claim_job(s, job_id=job_id)
+        assert jobs_dal.record_progress(s, job_id=job_id, attempt=1, step=2) is True
+        assert jobs_dal.next_attempt(s, job_id=job_id, attempt=1, max_attempts=2) == 2  # a killed child
+        assert jobs_dal.record_progress(s, job_id=job_id, attempt=1, step=3) is False  # the old attempt
+        assert jobs_dal.record_progress(s, job_id=job_id, attempt=2, step=3) is True
+        assert jobs_dal.next_attempt(s, job_id=job_id, attempt=2, max_attempts=2) is None  # none left
+        assert jobs_dal.next_attempt(s, job_id=job_id, attempt=1, max_attempts=9) is None  # not its attempt
+        view = jobs_dal.get_job(s, job_id=job_id)
+    assert view is not None and (view.attempts, view.step) == (2, 3)
 
 
 def test_jobs_list_newest_first_by_state(sessions: sessionmaker[Session]) -> None:

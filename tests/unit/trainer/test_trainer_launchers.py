@@ -21,7 +21,8 @@ from giqa.settings import KubernetesJobSettings, Settings
 from services.trainer import pod
 from services.trainer.kubernetes import LABEL, manifests, object_name
 from services.trainer.launchers import KubernetesLauncher, LocalLauncher, make_launcher
-from services.trainer.runner import Tail, failure_of, progress_of
+from services.trainer.progress import Tail, progress_of
+from services.trainer.runner import failure_of
 
 pytestmark = pytest.mark.unit
 
@@ -390,3 +391,33 @@ def test_a_kubernetes_job_that_fails_before_reporting_is_failed_with_the_cluster
         assert refused.status_code == 502 and "forbidden" in refused.json()["error"]["message"]
         states = [j["state"] for j in client.get("/v1/jobs").json()]
         assert states == ["failed", "failed"]
+
+
+def test_the_trainer_sends_a_lost_local_job_again_and_its_next_attempt_runs(tmp_path: Path) -> None:
+    """No broker (eager): the sweep puts the lost job back to pending and runs its next attempt here; the
+    job's dataset is missing, so that attempt fails fast, with its own reason, as attempt 2."""
+    from datetime import UTC, datetime, timedelta
+
+    from fastapi.testclient import TestClient
+
+    from giqa.settings import database_url
+    from services.trainer.app import create_app_from_settings
+
+    settings = Settings(
+        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", jobs={"lost_after_s": 60, "max_attempts": 2}
+    )
+    with TestClient(create_app_from_settings(settings)) as client:
+        engine = make_engine(database_url(settings))
+        factory = make_sessionmaker(engine)
+        with session_scope(factory) as s:
+            job_id = jobs_dal.create_job(
+                s, name="j", launcher="local", config={}, dataset_ref="key:none.json", base_model="tiny"
+            )
+            jobs_dal.claim_job(s, job_id=job_id)  # a worker took it, then died
+            s.get(jobs_dal.Job, job_id).heartbeat_at = datetime.now(UTC) - timedelta(minutes=5)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 60
+        while (job := client.get(f"/v1/jobs/{job_id}").json())["state"] != "failed":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        engine.dispose()
+    assert job["attempts"] == 2 and job["error"].startswith("input: not in the object store"), job

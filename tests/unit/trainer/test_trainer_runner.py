@@ -1,7 +1,9 @@
 """services.trainer.runner.run_job on embedded defaults (SQLite, the local object folder) with stand-in
 children (small Python scripts instead of ``giqa train``), so every path is fast: inputs that cannot be
-fetched, a child that fails with its error line, one that succeeds and is published and registered, and a
-cancel that stops a running child. The real ``giqa train`` child runs in the e2e test."""
+fetched, a child that fails with its error line, one that succeeds and is published and registered, a
+cancel that stops a running child, a child killed by a signal started again with ``resume`` (until the
+attempts run out), and an attempt handed on to another worker stopping its child. The real ``giqa train``
+child runs in the e2e test, and is resumed after its worker is killed in ``test_train_resume.py``."""
 
 from __future__ import annotations
 
@@ -43,12 +45,21 @@ row = {"step": 1, "max_steps": 1000, "elapsed_s": 1.0, "loss": 9.0}
 (run / "metrics.jsonl").write_text(json.dumps(row) + "\\n")
 time.sleep(120)
 """
+# killed by SIGKILL (as by the OOM killer) unless config.yaml says resume: then SUCCEEDS
+KILLED_UNLESS_RESUMED = (
+    "import os, pathlib, signal\n"
+    "if 'resume: true' not in pathlib.Path('config.yaml').read_text():\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+) + SUCCEEDS
+KILLED = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Any:
     settings = Settings(
-        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", jobs={"poll_s": 0.05, "cancel_grace_s": 2}
+        data_dir=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+        jobs={"poll_s": 0.05, "cancel_grace_s": 2, "max_attempts": 2},
     )
     upgrade(database_url(settings))
     context = WorkerContext(settings)
@@ -85,6 +96,25 @@ def job(ctx: Any, job_id: str) -> jobs_dal.JobView:
         view = jobs_dal.get_job(s, job_id=job_id)
     assert view is not None
     return view
+
+
+def run_long_child(ctx: Any, job_id: str) -> tuple[threading.Thread, list[str], list[Child]]:
+    """``run_job`` in a thread with a child that reports step 1 and then sleeps, once step 1 is in the row;
+    the thread, where its result goes and the child."""
+    started: list[Child] = []
+
+    def start(config: Path, folder: Path) -> Child:
+        started.append(script(RUNS_LONG)(config, folder))
+        return started[-1]
+
+    result: list[str] = []
+    thread = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while job(ctx, job_id).step < 1:
+        assert time.monotonic() < deadline, job(ctx, job_id)
+        time.sleep(0.05)
+    return thread, result, started
 
 
 def test_a_succeeding_child_is_published_and_registered(ctx: Any) -> None:
@@ -140,19 +170,7 @@ def test_inputs_that_cannot_be_fetched_fail_the_job_before_any_child(
 def test_a_cancel_stops_the_running_child(ctx: Any) -> None:
     psutil = pytest.importorskip("psutil")
     job_id = new_job(ctx)
-    started: list[Child] = []
-
-    def start(config: Path, folder: Path) -> Child:
-        started.append(script(RUNS_LONG)(config, folder))
-        return started[-1]
-
-    result: list[str] = []
-    runner = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
-    runner.start()
-    deadline = time.monotonic() + 30
-    while job(ctx, job_id).step < 1:
-        assert time.monotonic() < deadline, job(ctx, job_id)
-        time.sleep(0.05)
+    runner, result, started = run_long_child(ctx, job_id)
     running = job(ctx, job_id)
     assert running.pid == started[0].process.pid and running.eta_s == 999.0
     with ctx.session() as s:
@@ -168,23 +186,71 @@ def test_a_stopping_worker_stops_the_child_and_fails_the_job_with_the_reason(ctx
     from services.trainer import runner
 
     job_id = new_job(ctx)
-    started: list[Child] = []
-
-    def start(config: Path, folder: Path) -> Child:
-        started.append(script(RUNS_LONG)(config, folder))
-        return started[-1]
-
-    result: list[str] = []
-    thread = threading.Thread(target=lambda: result.append(run_job(ctx, job_id, start=start)))
-    thread.start()
+    thread, result, started = run_long_child(ctx, job_id)
     try:
-        deadline = time.monotonic() + 30
-        while job(ctx, job_id).step < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
         runner.STOPPING.set()  # what Celery's worker_shutting_down does
         thread.join(timeout=30)
     finally:
         runner.STOPPING.clear()
     assert result == ["failed"] and "worker was stopped" in (job(ctx, job_id).error or "")
     assert started[0].process.poll() is not None
+
+
+def test_a_child_killed_by_a_signal_is_started_again_with_resume(ctx: Any) -> None:
+    job_id = new_job(ctx)
+    assert run_job(ctx, job_id, start=script(KILLED_UNLESS_RESUMED)) == "succeeded"
+    view = job(ctx, job_id)
+    assert (view.state, view.attempts, view.step, view.error) == ("succeeded", 2, 3, None)
+    import yaml
+
+    config = yaml.safe_load((ctx.settings.data_dir / "jobs" / job_id / "config.yaml").read_text())
+    assert config["resume"] is True and config["output_dir"].endswith(f"{job_id}/run")
+
+
+def test_a_child_killed_in_every_attempt_fails_the_job_with_the_reason(ctx: Any) -> None:
+    job_id = new_job(ctx)
+    assert run_job(ctx, job_id, start=script(KILLED)) == "failed"
+    view = job(ctx, job_id)
+    assert view.attempts == 2 and view.checkpoints == []
+    assert view.error == "the training process was killed by signal 9 in attempt 2 of 2 (jobs.max_attempts)"
+
+
+def test_an_attempt_handed_on_stops_its_child_and_leaves_the_job_to_the_new_attempt(ctx: Any) -> None:
+    job_id = new_job(ctx)
+    thread, result, started = run_long_child(ctx, job_id)
+    with ctx.session() as s:  # what a sweep and a new worker's claim do to a worker that was cut off
+        assert jobs_dal.next_attempt(s, job_id=job_id, attempt=1, max_attempts=2) == 2
+    thread.join(timeout=30)
+    assert result == [""] and started[0].process.poll() is not None
+    view = job(ctx, job_id)
+    assert (view.state, view.attempts) == ("running", 2)  # the new attempt's, untouched
+
+
+def test_fetching_inputs_keeps_the_job_alive_and_stops_once_it_was_handed_on(
+    ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.trainer import runner
+
+    job_id = new_job(ctx)
+    beats: list[Any] = []
+    fetch = runner.fetch_inputs
+
+    def slow_fetch(context: Any, view: Any, folder: Path) -> Any:
+        beats.append(job(ctx, job_id).heartbeat_at)  # the claim's
+        deadline = time.monotonic() + 30
+        while len(beats) < 3:  # a fetch that takes several polls: the heartbeat thread reports meanwhile
+            assert time.monotonic() < deadline, beats
+            time.sleep(0.05)
+            if (now := job(ctx, job_id).heartbeat_at) != beats[-1]:
+                beats.append(now)
+        with ctx.session() as s:  # found lost and claimed by another worker meanwhile
+            assert jobs_dal.next_attempt(s, job_id=job_id, attempt=1, max_attempts=2) == 2
+        return fetch(context, view, folder)
+
+    def never(config: Path, folder: Path) -> Child:
+        raise AssertionError("a job handed on must not start a child here")
+
+    monkeypatch.setattr(runner, "fetch_inputs", slow_fetch)
+    assert run_job(ctx, job_id, start=never) == ""
+    assert beats[0] < beats[1] < beats[2], beats
+    assert (job(ctx, job_id).state, job(ctx, job_id).attempts) == ("running", 2)

@@ -6,9 +6,16 @@ results are frozen views, never ORM objects.
 States (decided): a job or an evaluation goes pending → running (:func:`claim_job`, one conditional UPDATE,
 so a task delivered twice starts the work once) → succeeded | failed | cancelled. A cancel of a pending job
 ends it at once; a cancel of a running job sets ``cancel_requested``, which the launcher polls: it stops the
-work and then records ``cancelled`` (so ``cancelled`` means the process is gone). A running job whose
-launcher stopped reporting (``heartbeat_at`` older than a limit: the worker died) is failed by
-:func:`fail_lost_jobs`. A final state is never left.
+work and then records ``cancelled`` (so ``cancelled`` means the process is gone). A final state is never
+left.
+
+Attempts (decided): every claim counts one (``attempts``), and so does every restart of a killed training
+process by the same launcher (:func:`next_attempt`). A running job whose launcher stopped reporting
+(``heartbeat_at`` older than a limit: its worker died) goes back to pending to be sent again, where its
+next attempt resumes from the last complete checkpoint in the same job folder; once it has used
+``max_attempts``, or when it is not the local launcher's, it is failed with the reason instead
+(:func:`requeue_lost_jobs`). A launcher reports with the attempt it runs, so a launcher that was presumed
+dead but was only cut off learns that its job was handed on and stops (:func:`record_progress`).
 
 Checkpoints are registered by name (unique): the inference service and the evaluator load a model by that
 name from ``key_prefix`` in the object store. Registering again from the same job updates the row (a task
@@ -73,6 +80,7 @@ class JobView:
     pid: int | None
     k8s_name: str | None
     cancel_requested: bool
+    attempts: int
     error: str | None
     created_at: datetime
     updated_at: datetime
@@ -80,6 +88,14 @@ class JobView:
     heartbeat_at: datetime | None
     finished_at: datetime | None
     checkpoints: list[CheckpointView] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LostJobs:
+    """What :func:`requeue_lost_jobs` did: the ids it put back to pending (to be sent again) and failed."""
+
+    requeued: list[str]
+    failed: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +161,7 @@ def create_job(
             step=0,
             total_steps=total_steps,
             cancel_requested=False,
+            attempts=0,
             created_at=now,
             updated_at=now,
         )
@@ -178,13 +195,19 @@ def list_jobs(s: Session, *, limit: int = 50, offset: int = 0, state: str | None
 
 
 def claim_job(s: Session, *, job_id: str) -> bool:
-    """Move the job from pending to running; False when it is not pending (cancelled, or already claimed by
-    another delivery of the same task)."""
+    """Move the job from pending to running, one attempt more; False when it is not pending (cancelled, or
+    already claimed by another delivery of the same task)."""
     now = utcnow()
     statement = (
         update(Job)
         .where(Job.id == job_id, Job.state == "pending")
-        .values(state="running", started_at=now, heartbeat_at=now, updated_at=now)
+        .values(
+            state="running",
+            attempts=Job.attempts + 1,
+            started_at=func.coalesce(Job.started_at, now),  # the first attempt's start
+            heartbeat_at=now,
+            updated_at=now,
+        )
     )
     if _changed(s, statement) == 1:
         return True
@@ -212,16 +235,35 @@ def record_progress(
     total_steps: int | None = None,
     loss: float | None = None,
     eta_s: float | None = None,
-) -> None:
-    """The launcher's report (it also counts as a heartbeat): fields given are set, the others kept."""
+    attempt: int | None = None,
+) -> bool:
+    """The launcher's report (it also counts as a heartbeat): fields given are set, the others kept.
+    ``attempt``: the attempt the launcher runs; False when the job is not running that attempt any more
+    (it ended, or it was found lost and handed on: the launcher must stop its process)."""
     now = utcnow()
     values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
     for name, value in (("step", step), ("total_steps", total_steps), ("loss", loss), ("eta_s", eta_s)):
         if value is not None:
             values[name] = value
-    if _changed(s, update(Job).where(Job.id == job_id, Job.state == "running").values(**values)) == 0:
+    statement = update(Job).where(Job.id == job_id, Job.state == "running")
+    if attempt is not None:
+        statement = statement.where(Job.attempts == attempt)
+    if _changed(s, statement.values(**values)) == 0:
         if s.get(Job, job_id) is None:
             raise NotFoundError(f"job {job_id} not found")
+        return False
+    return True
+
+
+def next_attempt(s: Session, *, job_id: str, attempt: int, max_attempts: int) -> int | None:
+    """The running job's attempt after ``attempt`` (its launcher restarts a training process that was
+    killed); None when ``max_attempts`` are used up or the job is not running ``attempt``."""
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.state == "running", Job.attempts == attempt, Job.attempts < max_attempts)
+        .values(attempts=attempt + 1, heartbeat_at=utcnow(), updated_at=utcnow())
+    )
+    return attempt + 1 if _changed(s, statement) == 1 else None
 
 
 def request_cancel(s: Session, *, job_id: str) -> JobView:
@@ -273,20 +315,53 @@ def finish_job(s: Session, *, job_id: str, state: str, error: str | None = None)
     return False
 
 
-def fail_lost_jobs(s: Session, *, stale_before: datetime) -> int:
-    """Fail the running jobs whose launcher last reported before ``stale_before`` (its worker died)."""
-    now = utcnow()
-    statement = (
-        update(Job)
-        .where(Job.state == "running", Job.heartbeat_at < stale_before)
-        .values(
-            state="failed",
-            error="lost: the launcher stopped reporting (its worker died or was stopped); submit it again",
-            updated_at=now,
-            finished_at=now,
+def requeue_lost_jobs(s: Session, *, stale_before: datetime, max_attempts: int) -> LostJobs:
+    """The running jobs whose launcher last reported before ``stale_before`` (its worker died): a local
+    job with attempts left goes back to pending (the caller sends it again; its next claim resumes it), the
+    others are failed with the reason. Each row changes by one conditional UPDATE, so of several callers
+    sweeping at once exactly one requeues (and sends) a job."""
+    lost = s.execute(
+        select(Job.id, Job.launcher, Job.attempts).where(
+            Job.state == "running", Job.heartbeat_at < stale_before
         )
-    )
-    return _changed(s, statement)
+    ).all()
+    requeued, failed = [], []
+    for job_id, launcher, attempts in lost:
+        now = utcnow()
+        still_lost = update(Job).where(
+            Job.id == job_id,
+            Job.state == "running",
+            Job.attempts == attempts,
+            Job.heartbeat_at < stale_before,
+        )
+        if launcher == "local" and attempts < max_attempts:
+            note = (
+                f"attempt {attempts} of {max_attempts} lost (its worker stopped reporting); "
+                "queued again to resume from its last complete checkpoint"
+            )
+            values: dict[str, Any] = {"state": "pending", "pid": None, "error": note, "updated_at": now}
+            if _changed(s, still_lost.values(**values)) == 1:
+                requeued.append(job_id)
+            continue
+        why = (
+            f"after {attempts} attempts (jobs.max_attempts)"
+            if launcher == "local"
+            else f"the {launcher} launcher does not requeue"
+        )
+        error = (
+            f"lost: the launcher stopped reporting (its worker died or was stopped), {why}; submit it again"
+        )
+        values = {"state": "failed", "error": error, "updated_at": now, "finished_at": now}
+        if _changed(s, still_lost.values(**values)) == 1:
+            failed.append(job_id)
+    return LostJobs(requeued, failed)
+
+
+def unqueue_job(s: Session, *, job_id: str) -> None:
+    """Undo :func:`requeue_lost_jobs` for a job that could not be sent: running (and lost) again, so the
+    next sweep requeues it, its attempts unchanged."""
+    statement = update(Job).where(Job.id == job_id, Job.state == "pending", Job.attempts > 0)
+    _changed(s, statement.values(state="running", updated_at=utcnow()))
 
 
 def count_jobs(s: Session) -> dict[str, int]:
@@ -515,6 +590,7 @@ def _job_view(job: Job, checkpoints: list[CheckpointView]) -> JobView:
         pid=job.pid,
         k8s_name=job.k8s_name,
         cancel_requested=job.cancel_requested,
+        attempts=job.attempts,
         error=job.error,
         created_at=_utc(job.created_at),
         updated_at=_utc(job.updated_at),

@@ -174,6 +174,7 @@ class Job(Base):
     pid: Mapped[int | None] = mapped_column(Integer)  # the local launcher's child process
     k8s_name: Mapped[str | None] = mapped_column(String(253))  # the Kubernetes object
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims: 1 + the times it resumed
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
