@@ -124,7 +124,8 @@ def test_spatial_init_gives_grid_tokens_and_patches_a_shared_smooth_code(tmp_pat
         assert min(near) > 0.5 > 0.2 > max(far)
         assert abs(float(vec(weight, "65").std()) - float(weight.std())) < 0.01  # the random init's spread
         assert not torch.equal(vec(weight, "65"), vec(weight, "66"))  # adjacent cells still told apart
-    position = next(p for n, p in model.named_parameters() if n.endswith("position_embedding.weight")).detach()
+    params = dict(model.named_parameters())
+    position = next(p for n, p in params.items() if n.endswith("position_embedding.weight")).detach()
     # 8x8 patches: patch 0 (row 0, col 0) is near patch 1 and far from patch 63 (the opposite corner)
     assert cos(position[1], position[2], dim=0) > 0.4 > cos(position[1], position[64], dim=0)
     # at the spread of a patch's projection (8x8x3 inputs at CLIP's 0.02 init), not CLIP's 0.02: where a patch

@@ -128,7 +128,8 @@ def write_llava(
 ) -> tuple[Path, int]:
     """LLaVA training JSON for a scenes folder (or its annotations.jsonl); image paths stay relative
     to the scenes folder, so write it there or pass the folder as the training script's image root."""
-    rows = llava_rows(read_scenes(scenes), yes_no_style=yes_no_style, kinds=kinds, vqa_per_scene=vqa_per_scene)
+    records = read_scenes(scenes)
+    rows = llava_rows(records, yes_no_style=yes_no_style, kinds=kinds, vqa_per_scene=vqa_per_scene)
     path = Path(out)
     atomic_write_bytes(path, (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     return path, len(rows)
