@@ -30,9 +30,10 @@ sys.path[:0] = [str(ROOT / "shared")]
 METRICS = (("des", "miou"), ("des", "tag_recall"), ("des", "bleu4"), ("vqa", "acc_y"))
 
 
-def checkpoints(run: Path, untrained: bool, every: int = 1) -> list[tuple[int, Path]]:
+def checkpoints(
+    run: Path, metrics: list[dict[str, Any]], untrained: bool, every: int = 1
+) -> list[tuple[int, Path]]:
     """(step, folder) of every complete checkpoint, in step order; step 0 is the untrained base."""
-    from giqa.training.callbacks import read_metrics
     from giqa.training.run import TINY_BASE
 
     found = []
@@ -43,7 +44,7 @@ def checkpoints(run: Path, untrained: bool, every: int = 1) -> list[tuple[int, P
             found.append((int(match.group(1)), folder))
     if untrained and (run / TINY_BASE / "config.json").is_file():
         found.append((0, run / TINY_BASE))
-    steps = [r.get("step", 0) for r in read_metrics(run / "metrics.jsonl")]
+    steps = [r.get("step", 0) for r in metrics]
     last = max(steps, default=0)
     if (run / "final" / "config.json").is_file() and last not in {step for step, _ in found}:
         found.append(
@@ -122,7 +123,7 @@ def score(run: Path, bench: Path, untrained: bool, limit: int | None, every: int
 
     metrics = read_metrics(run / "metrics.jsonl")
     rows = []
-    for step, folder in checkpoints(run, untrained, every):
+    for step, folder in checkpoints(run, metrics, untrained, every):
         out = run / "curve" / folder.name
         report_file = out / "report.json"
         if report_file.is_file():

@@ -194,12 +194,7 @@ def _llava(
     processor = LlavaProcessor(
         # the whole image squeezed to size x size, never center-cropped: a crop would cut off the edges of a
         # non-square photo while the grid of the answer's boxes spans the whole image
-        image_processor=clip_cls(
-            size={"height": size, "width": size},
-            do_center_crop=False,
-            image_mean=CLIP_MEAN,
-            image_std=CLIP_STD,
-        ),
+        image_processor=_clip_processor(clip_cls, size, crop=False),
         tokenizer=tokenizer,
         patch_size=patch,
         vision_feature_select_strategy="default",
@@ -246,12 +241,10 @@ def _llava_next(
     return model, processor
 
 
-def _clip_processor(cls: Any, size: int, **extra: Any) -> Any:
-    return cls(
-        size={"shortest_edge": size},
-        crop_size={"height": size, "width": size},
-        do_center_crop=True,
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-        **extra,
-    )
+def _clip_processor(cls: Any, size: int, *, crop: bool = True, **extra: Any) -> Any:
+    """CLIP's statistics; ``crop``: resize the short side and center-crop (LLaVA-NeXT's base view), else
+    resize the whole image to size x size (LLaVA: the grid of the answer's boxes spans the whole image)."""
+    shape = {"size": {"shortest_edge": size}, "crop_size": {"height": size, "width": size}}
+    if not crop:
+        shape = {"size": {"height": size, "width": size}}
+    return cls(do_center_crop=crop, image_mean=CLIP_MEAN, image_std=CLIP_STD, **shape, **extra)
