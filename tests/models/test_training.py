@@ -237,3 +237,18 @@ def test_llava_next_with_a_projector_lr_and_an_evaluation_at_the_end(
     assert result.report is not None and result.report["counts"]["bench_items"] == 3
     assert (tmp_path / "run" / "eval" / "report.json").is_file()
     assert len((tmp_path / "run" / "eval" / "predictions.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_box_token_weight_counts_the_box_tokens_more_through_trainer(data: Path, tmp_path: Path) -> None:
+    """Same init, same first batch: a weight of 3 on the number tokens raises the first logged loss (their
+    terms are positive), and training with it still lowers the loss."""
+    from giqa.training.run import train
+
+    first = {}
+    for weight in (1.0, 3.0):
+        config = small_config(data, tmp_path / f"w{weight}", max_steps=3, lr=3e-3, box_token_weight=weight)
+        train(config)
+        losses = read_losses(tmp_path / f"w{weight}")
+        first[weight] = losses[0]
+        assert losses[-1] < losses[0], losses
+    assert first[3.0] > first[1.0] + 0.1, first

@@ -82,6 +82,11 @@ class TrainConfig:
         "cosine", "learning-rate schedule after warmup (transformers names: cosine, linear, ...)"
     )
     weight_decay: float = _f(0.0, "AdamW weight decay (not applied to biases and norms)")
+    box_token_weight: float = _f(
+        1.0,
+        "loss weight of the answer's number tokens (the box coordinates) against its other tokens; "
+        "above 1 spends more of each step's gradient on where things are",
+    )
     adam_beta1: float = _f(0.9, "AdamW beta1")
     adam_beta2: float = _f(0.999, "AdamW beta2")
     max_grad_norm: float = _f(1.0, "gradient clipping norm")
@@ -261,6 +266,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("warmup_ratio must be in [0, 1)")
     if config.max_time_minutes is not None and config.max_time_minutes <= 0:
         raise ConfigError("max_time_minutes must be positive")
+    if config.box_token_weight <= 0:
+        raise ConfigError(f"box_token_weight must be positive, got {config.box_token_weight}")
 
 
 def grad_accumulation(config: TrainConfig, world_size: int) -> int:

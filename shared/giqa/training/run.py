@@ -210,7 +210,7 @@ def train(config: TrainConfig, *, callbacks: list[Any] | None = None) -> TrainRe
     from giqa.training.callbacks import LOSS_CURVE, METRICS_FILE, MetricsJsonl, TimeBudget, plot_loss_curve
     from giqa.training.checkpoints import last_complete, remove_incomplete
     from giqa.training.data import Collator, LlavaJsonDataset, SkipLog, read_rows
-    from giqa.training.trainer import SFTTrainer
+    from giqa.training.trainer import SFTTrainer, WeightedTokenLoss, number_token_ids
 
     output_dir = Path(config.output_dir)
     skips = SkipLog()
@@ -238,6 +238,11 @@ def train(config: TrainConfig, *, callbacks: list[Any] | None = None) -> TrainRe
         skips=skips,
         projector_lr=config.tune_projector_lr,
         keep_checkpoints=config.save_total_limit,
+        compute_loss_func=(
+            WeightedTokenLoss(number_token_ids(processor.tokenizer), config.box_token_weight)
+            if config.box_token_weight != 1.0
+            else None
+        ),
         callbacks=[MetricsJsonl(output_dir), *(callbacks or [])],
     )
     budget = None

@@ -17,6 +17,46 @@ from giqa.training.data import SkipLog
 PROJECTOR = "multi_modal_projector"
 
 
+def number_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of the vocabulary's number tokens: whole grid indices in the tiny tokenizer, digit pieces in a BPE
+    or SentencePiece one (word-start marks ignored). In grounded answers numbers are the box coordinates."""
+    ids = []
+    for token, index in tokenizer.get_vocab().items():
+        bare = token.lstrip(" \u0120\u2581")  # " ", "Ġ" (byte-level BPE), "▁" (SentencePiece)
+        if bare.isascii() and bare.isdigit():
+            ids.append(int(index))
+    return sorted(ids)
+
+
+class WeightedTokenLoss:
+    """Next-token cross-entropy over the labelled tokens, those in ``ids`` counting ``weight`` times.
+
+    A ``compute_loss_func`` for transformers' ``Trainer`` (which then handles gradient accumulation and the
+    token count across devices). Normalised like the causal-LM loss: by ``num_items_in_batch`` when given,
+    else by the number of labelled tokens, so ``weight == 1`` gives the model's own loss.
+    """
+
+    def __init__(self, ids: list[int], weight: float) -> None:
+        self.ids = torch.as_tensor(ids, dtype=torch.long)
+        self.weight = float(weight)
+
+    def __call__(self, outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        shift_logits = logits[:, :-1, :].float()
+        flat = labels[:, 1:].to(shift_logits.device).reshape(-1)
+        per_token = torch.nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.shape[-1]), flat, ignore_index=-100, reduction="none"
+        )
+        weights = torch.ones_like(per_token)
+        weights[torch.isin(flat, self.ids.to(flat.device))] = self.weight
+        total = (per_token * weights).sum()
+        if num_items_in_batch is None:
+            return total / (flat != -100).sum().clamp_min(1)
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(total.device)
+        return total / num_items_in_batch
+
+
 class SFTTrainer(Trainer):
     def __init__(
         self,
