@@ -163,3 +163,56 @@ def test_llava_processor_sees_the_whole_non_square_image(tmp_path: Path) -> None
     assert tuple(pixels.shape) == (3, 64, 64)
     red = pixels[0] > pixels[1] + 1.0  # red channel well above green, after CLIP normalisation
     assert red[:, -4:].all() and not red[:, :50].any()
+
+
+def test_a_center_cropping_llava_processor_is_made_to_see_the_whole_image(tmp_path: Path) -> None:
+    """A LLaVA-1.5 checkpoint ships CLIP's "short side + center crop": loaded for predict (and for training)
+    it must show the whole photo, with the same pixel size and image-token count; a NeXT one is untouched."""
+    import transformers
+    from transformers import AutoProcessor
+
+    from giqa.models.llava import load_llava, whole_image_view
+    from giqa.models.tiny import CLIP_MEAN, CLIP_STD, build_tiny_llava
+
+    folder = build_tiny_llava(tmp_path / "m", image_size=64, patch_size=8)
+    processor = AutoProcessor.from_pretrained(folder)
+    cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    processor.image_processor = cls(
+        do_center_crop=True,
+        size={"shortest_edge": 64},
+        crop_size={"height": 64, "width": 64},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    processor.save_pretrained(folder)  # now like a real LLaVA-1.5 checkpoint
+    wide = np.zeros((100, 300, 3), dtype=np.uint8)
+    wide[:, -30:] = (255, 0, 0)  # the rightmost tenth is red
+
+    def red_right_edge(proc: Any) -> bool:
+        pixels = proc.image_processor(images=[Image.fromarray(wide)], return_tensors="pt")["pixel_values"][0]
+        assert tuple(pixels.shape) == (3, 64, 64)
+        return bool((pixels[0, :, -4:] > pixels[1, :, -4:] + 1.0).all())
+
+    assert not red_right_edge(AutoProcessor.from_pretrained(folder))  # the crop cuts the red edge off
+    _model, loaded, _arch = load_llava(folder)
+    assert red_right_edge(loaded)
+    ids = loaded(images=[Image.fromarray(wide)], text=["USER: <image>\nhi ASSISTANT:"], return_tensors="pt")
+    assert int((ids["input_ids"] == loaded.tokenizer.convert_tokens_to_ids("<image>")).sum()) == 64
+    # saved again (a training checkpoint) it keeps the whole view
+    loaded.save_pretrained(tmp_path / "saved")
+    assert red_right_edge(AutoProcessor.from_pretrained(tmp_path / "saved"))
+
+    class NextLike:
+        image_processor = type(
+            "IP",
+            (),
+            {
+                "do_center_crop": True,
+                "crop_size": {"height": 8, "width": 8},
+                "image_grid_pinpoints": [[8, 16]],
+                "size": {"shortest_edge": 8},
+            },
+        )()
+
+    nxt = whole_image_view(NextLike())
+    assert nxt.image_processor.do_center_crop and nxt.image_processor.size == {"shortest_edge": 8}

@@ -57,11 +57,32 @@ def load_llava(path: str | Path, *, device: str = "cpu", dtype: str | None = Non
     torch_dtype = getattr(torch, dtype) if dtype else None
     model: Any = cls.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
     model = model.to(torch.device(device)).eval()
-    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    processor = whole_image_view(AutoProcessor.from_pretrained(path, local_files_only=True))
     processor.tokenizer.padding_side = "left"  # batched generation continues every row at its end
     if processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
     return model, processor, arch
+
+
+def whole_image_view(processor: Any) -> Any:
+    """Make a LLaVA-1.5 processor show the model the whole image: resize to the crop size, no center crop.
+
+    LLaVA-1.5 checkpoints ship CLIP's "resize the short side, then center-crop" processor; on a 4:3 photo it
+    cuts an eighth off each side, while a grounded answer's grid spans the whole image: objects near the
+    edges would be trained on and asked about unseen. Squeezing to the same square keeps the image-token
+    count and the box grid exact (the distortion is what fine-tuning sees too). LLaVA-NeXT processors are
+    left alone (their tiles cover the whole image). Changes ``processor`` in place and returns it.
+    """
+    image_processor = getattr(processor, "image_processor", None)
+    tiles = getattr(image_processor, "image_grid_pinpoints", None)
+    if image_processor is None or tiles or not getattr(image_processor, "do_center_crop", False):
+        return processor
+    crop = dict(getattr(image_processor, "crop_size", None) or {})
+    if "height" not in crop or "width" not in crop:
+        return processor
+    image_processor.do_center_crop = False
+    image_processor.size = {"height": int(crop["height"]), "width": int(crop["width"])}
+    return processor
 
 
 def build_prompt(processor: Any, question: str) -> str:
