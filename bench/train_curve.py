@@ -196,7 +196,8 @@ def main() -> None:
 
     (args.run / "curve").mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.run / "curve" / "curve.json", rows)
-    plot(rows, args.run / "curve" / "curve.png", args.run.name)
+    name = args.run.parent.name if args.run.name == "train" else args.run.name  # RUN/train: name the run
+    plot(rows, args.run / "curve" / "curve.png", name)
     print(
         "| step | minutes | DES mIoU | DES Tag-Recall | DES BLEU@4 | VQA Acc(Y) | box cell error (exact) "
         "| top-left / bottom-right error |"
