@@ -15,8 +15,8 @@ pytestmark = pytest.mark.models
 
 N_DES = 30  # the first 30 DES items and every Yes/No item of the bench
 # measured with the shipped checkpoint on these 120 items: mIoU 0.328, Tag-Recall 0.089, BLEU@4 16.4, Acc(Y)
-# 0.822 (always "No" scores about 0.6); the previous demo VLM (mIoU 0.189 here, Tag-Recall 0.035 on seed 0) fails the
-# first two floors
+# 0.822 (always "No" scores about 0.6); the previous demo VLM (mIoU 0.189 here, Tag-Recall 0.035 on seed 0)
+# fails the first two floors
 FLOOR_MIOU = 0.25
 FLOOR_TAG_RECALL = 0.05
 FLOOR_BLEU4 = 10.0
