@@ -18,11 +18,11 @@ from giqa.settings import get_settings
 
 pytestmark = pytest.mark.models
 
-# Measured on the shipped checkpoint (MODEL_CARD.md); a floor a little under it, to catch a broken load path.
-# the shipped demo detector measured 0.143 recall / 0.224 precision on these 20 scenes (0.177 / 0.316 on
-# 100 in its model card): a floor just under, so a worse checkpoint or a broken load path fails
-SHIPPED_RECALL_FLOOR = 0.12
-SHIPPED_PRECISION_FLOOR = 0.18
+# The shipped demo detector measured 0.935 recall / 0.758 precision on these 20 scenes (0.934 / 0.803 on 100
+# in its model card): floors under that, so a worse checkpoint or a broken load path fails (the previous demo
+# detector, 0.143 / 0.224 here, would)
+SHIPPED_RECALL_FLOOR = 0.85
+SHIPPED_PRECISION_FLOOR = 0.65
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +331,7 @@ def test_detect_cli_uses_the_shipped_detector_by_default(tmp_path: Path) -> None
     data = json.loads(done.stdout)
     assert Path(data["model"]) == SHIPPED_DETECTOR
     boxes = [d["box"] for d in data["phrases"][0]["detections"]]
-    # the demo detector recalls little (MODEL_CARD.md): the format is checked here, finding things above
     assert all(0 <= b[0] <= b[2] <= 1 and 0 <= b[1] <= b[3] <= 1 for b in boxes)
-    assert all(iou(b, b) == 1.0 for b in boxes if b[2] > b[0] and b[3] > b[1])
     assert target.phrase == data["phrases"][0]["phrase"]
+    # it finds the object it was asked for (boxes and the scene's truth are both fractions of the side)
+    assert max((iou(b, target.box) for b in boxes), default=0.0) >= 0.5, (boxes, target.box)
