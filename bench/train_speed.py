@@ -65,10 +65,20 @@ def worker(argv: list[str], result_path: Path) -> None:
 
 
 def _launch(
-    nproc: int, data: Path, out: Path, steps: int, workers: int, cores: int, global_batch: int, minutes: float
+    nproc: int,
+    data: Path,
+    out: Path,
+    steps: int,
+    workers: int,
+    cores: int,
+    global_batch: int,
+    minutes: float,
+    image_size: int,
+    patch_size: int,
 ) -> dict:
     per_device = global_batch // nproc
     flags = ["--data", str(data), "--output-dir", str(out), "--preset", "tiny", "--no-progress"]
+    flags += ["--image-size", str(image_size), "--patch-size", str(patch_size)]
     flags += ["--per-device-batch", str(per_device), "--global-batch", str(global_batch)]
     flags += ["--max-steps", str(steps), "--logging-steps", "2", "--save-steps", "100000"]
     flags += ["--dataloader-workers", str(workers), "--max-time-minutes", str(minutes)]
@@ -91,6 +101,12 @@ def main() -> None:
     parser.add_argument("--global-batch", type=int, default=32)
     parser.add_argument("--scenes", type=int, default=60)
     parser.add_argument(
+        "--image-size", type=int, default=128, help="scene and model image side (the demo VLM's: 128)"
+    )
+    parser.add_argument(
+        "--patch-size", type=int, default=16, help="vision patch side (the demo VLM's: 16, 64 image tokens)"
+    )
+    parser.add_argument(
         "--minutes", type=float, default=0.75, help="training-time bound per run (stops early)"
     )
     args = parser.parse_args()
@@ -110,7 +126,7 @@ def main() -> None:
                 "--n",
                 str(args.scenes),
                 "--size",
-                "64",
+                str(args.image_size),
                 "--out",
                 str(scenes),
                 "--seed",
@@ -132,11 +148,14 @@ def main() -> None:
                 args.cores,
                 args.global_batch,
                 args.minutes,
+                args.image_size,
+                args.patch_size,
             )
             share = r["data_s"] / r["train_runtime_s"]
             rows.append((nproc, r, share))
     print(
-        f"tiny preset (64 px, 64 image tokens, ~3M params), global batch {args.global_batch}, "
+        f"tiny preset ({args.image_size} px, {(args.image_size // args.patch_size) ** 2} image tokens, ~3M "
+        f"params), global batch {args.global_batch}, "
         f"{args.steps} steps, {args.workers} dataloader worker(s)/process, {args.cores} CPU threads in all; "
         "no GPU lent to this task"
     )
