@@ -50,18 +50,27 @@ def detect_arch(path: str | Path) -> Arch:
 def load_llava(path: str | Path, *, device: str = "cpu", dtype: str | None = None) -> tuple[Any, Any, Arch]:
     """(model in eval mode, processor with left padding, arch) of a local checkpoint."""
     import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+    from transformers import LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
 
     arch = detect_arch(path)
     cls = LlavaNextForConditionalGeneration if arch == "llava_next" else LlavaForConditionalGeneration
     torch_dtype = getattr(torch, dtype) if dtype else None
     model: Any = cls.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
     model = model.to(torch.device(device)).eval()
+    processor = load_processor(path, padding_side="left")  # batched generation continues every row at its end
+    return model, processor, arch
+
+
+def load_processor(path: str | Path, *, padding_side: str) -> Any:
+    """A checkpoint's processor as training and inference use it: the whole image (:func:`whole_image_view`),
+    the given padding side, and the end-of-text token as padding where the tokenizer has none."""
+    from transformers import AutoProcessor
+
     processor = whole_image_view(AutoProcessor.from_pretrained(path, local_files_only=True))
-    processor.tokenizer.padding_side = "left"  # batched generation continues every row at its end
+    processor.tokenizer.padding_side = padding_side
     if processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
-    return model, processor, arch
+    return processor
 
 
 def whole_image_view(processor: Any) -> Any:

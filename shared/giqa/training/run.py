@@ -121,9 +121,9 @@ def _prepare_base(config: TrainConfig, output_dir: Path, rows: list[Any], args: 
 
 def load_model(config: TrainConfig, base: Path) -> tuple[Any, Any]:
     import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+    from transformers import LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
 
-    from giqa.models.llava import detect_arch, whole_image_view
+    from giqa.models.llava import detect_arch, load_processor
 
     arch = detect_arch(base) if config.arch == "auto" else config.arch
     cls = LlavaNextForConditionalGeneration if arch == "llava_next" else LlavaForConditionalGeneration
@@ -131,10 +131,7 @@ def load_model(config: TrainConfig, base: Path) -> tuple[Any, Any]:
     dtype = torch.bfloat16 if config.bf16 and config.deepspeed else torch.float32
     model: Any = cls.from_pretrained(base, dtype=dtype, local_files_only=True)
     model.config.use_cache = False
-    processor = whole_image_view(AutoProcessor.from_pretrained(base, local_files_only=True))
-    processor.tokenizer.padding_side = "right"
-    if processor.tokenizer.pad_token is None:
-        processor.tokenizer.pad_token = processor.tokenizer.eos_token
+    processor = load_processor(base, padding_side="right")
     if config.freeze_vision_tower:
         for name, param in model.named_parameters():
             if "vision_tower" in name:
