@@ -64,27 +64,16 @@ def worker(argv: list[str], result_path: Path) -> None:
         )
 
 
-def _launch(
-    nproc: int,
-    data: Path,
-    out: Path,
-    steps: int,
-    workers: int,
-    cores: int,
-    global_batch: int,
-    minutes: float,
-    image_size: int,
-    patch_size: int,
-) -> dict:
-    per_device = global_batch // nproc
+def _launch(nproc: int, data: Path, out: Path, args: argparse.Namespace) -> dict:
+    per_device = args.global_batch // nproc
     flags = ["--data", str(data), "--output-dir", str(out), "--preset", "tiny", "--no-progress"]
-    flags += ["--image-size", str(image_size), "--patch-size", str(patch_size)]
-    flags += ["--per-device-batch", str(per_device), "--global-batch", str(global_batch)]
-    flags += ["--max-steps", str(steps), "--logging-steps", "2", "--save-steps", "100000"]
-    flags += ["--dataloader-workers", str(workers), "--max-time-minutes", str(minutes)]
+    flags += ["--image-size", str(args.image_size), "--patch-size", str(args.patch_size)]
+    flags += ["--per-device-batch", str(per_device), "--global-batch", str(args.global_batch)]
+    flags += ["--max-steps", str(args.steps), "--logging-steps", "2", "--save-steps", "100000"]
+    flags += ["--dataloader-workers", str(args.workers), "--max-time-minutes", str(args.minutes)]
     env = {
         **os.environ,
-        "OMP_NUM_THREADS": str(max(1, cores // nproc)),
+        "OMP_NUM_THREADS": str(max(1, args.cores // nproc)),
         "GIQA_BENCH_RESULT": str(out / RESULT),
     }
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc)]
@@ -139,18 +128,7 @@ def main() -> None:
         runner.invoke(app, ["synth", "export", str(scenes), "--out", str(data)], catch_exceptions=False)
         rows = []
         for nproc in (1, 2):
-            r = _launch(
-                nproc,
-                data,
-                tmp / f"run{nproc}",
-                args.steps,
-                args.workers,
-                args.cores,
-                args.global_batch,
-                args.minutes,
-                args.image_size,
-                args.patch_size,
-            )
+            r = _launch(nproc, data, tmp / f"run{nproc}", args)
             share = r["data_s"] / r["train_runtime_s"]
             rows.append((nproc, r, share))
     print(
