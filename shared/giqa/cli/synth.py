@@ -17,13 +17,17 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _config(size: int, min_objects: int, max_objects: int, p_hard: float, box_form: str):  # noqa: ANN202
+def _config(  # noqa: ANN202
+    size: int, min_objects: int, max_objects: int, p_hard: float, box_form: str, backgrounds: str = ""
+):
     from giqa.settings import get_settings
-    from giqa.synth.config import ConfigError, SynthConfig
+    from giqa.synth.config import BACKGROUNDS, ConfigError, SynthConfig
 
     settings = get_settings()
+    kinds = tuple(b.strip() for b in backgrounds.split(",") if b.strip()) or BACKGROUNDS
     try:
         return SynthConfig(
+            backgrounds=kinds,
             grid_n=settings.grid_n,
             grid_m=settings.grid_m,
             width=size,
@@ -63,6 +67,12 @@ def scenes(
     max_objects: int = typer.Option(5, "--max-objects", min=1, max=8, help="most objects per scene"),
     p_hard: float = typer.Option(0.25, "--p-hard", min=0.0, max=1.0, help="share of 'two of a kind' scenes"),
     box_form: str = typer.Option("grid", "--box-form", help="box text form: grid or norm"),
+    backgrounds: str = typer.Option(
+        "",
+        "--backgrounds",
+        help="comma-separated background kinds to draw from (gradient, radial, stripes, checker, noise, plain; "
+        "default: all)",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
@@ -70,7 +80,7 @@ def scenes(
     from giqa.synth.writer import write_scenes
 
     _out_dir(out, overwrite)
-    config = _config(size, min_objects, max_objects, p_hard, box_form)
+    config = _config(size, min_objects, max_objects, p_hard, box_form, backgrounds)
     try:
         path = write_scenes(n, seed, out, config, progress=progress, start=start, overwrite=overwrite)
     except (FileExistsError, NotADirectoryError) as exc:

@@ -50,18 +50,21 @@ def test_scenes_options_reach_the_generator(tmp_path: Path) -> None:
         "synth",
         "scenes",
         "--n",
-        "2",
+        "8",
         "--out",
         str(out),
         "--size",
         "96",
         "--box-form",
         "norm",
+        "--backgrounds",
+        "plain, checker",
         "--no-progress",
     ]
     assert runner.invoke(app, args).exit_code == 0
     records = read_scenes(out)
     assert records[0].width == 96
+    assert {r.background for r in records} <= {"plain", "checker"}
     assert re.search(r"\]\(<0\.\d\d, ", records[0].des_answer)
 
 
@@ -92,6 +95,7 @@ def test_bench_command_reports_the_mix(bench_dir: Path, tmp_path: Path) -> None:
             "min_objects",
         ),
         (["synth", "scenes", "--n", "2"], "--out"),
+        (["synth", "scenes", "--n", "2", "--out", "x", "--backgrounds", "plain,sky"], "unknown backgrounds"),
         (["synth", "preview", "does-not-exist"], "not a directory"),
         (["synth", "export", "does-not-exist", "--out", "x.json"], "not a directory"),
     ],
