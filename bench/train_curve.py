@@ -8,7 +8,8 @@ Beside the bench metrics, ``box_err`` is a cheaper and earlier signal: with the 
 (teacher forcing), how far in grid cells (mean |row| + |column| error) the model's likeliest grid-index
 token lies from the true one, also per corner (the top-left cell must come from the image; the bottom-right
 can lean on it), over the boxes of the first 48 DES items; it moves long before generated
-boxes score.
+boxes score. ``box_err_tl_fixed_guess`` is what ignoring the image scores (one fixed top-left cell, the
+median row and column of the truth): a top-left error above it means the model does not localise yet.
 Writes ``RUN/curve/curve.json`` (one row per checkpoint, with each report) and ``RUN/curve/curve.png``, and
 prints a Markdown table. Checkpoints already scored are read back, so a second call only scores new ones.
 
@@ -82,6 +83,7 @@ def box_error(folder: Path, bench: Path, items: int = 48) -> dict[str, float] | 
     n = {"tl": 0, "br": 0}
     exact = {"tl": 0, "br": 0}
     err = {"tl": 0.0, "br": 0.0}
+    true_tl: list[int] = []
     for item in [it for it in read_bench(bench) if it.task == "des"][:items]:
         messages = [
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]},
@@ -101,6 +103,8 @@ def box_error(folder: Path, bench: Path, items: int = 48) -> dict[str, float] | 
                 true, got = cell_of[ids[t]], cell_of.get(int(guess[t - 1]))
                 n[corner] += 1
                 exact[corner] += got == true
+                if corner == "tl":
+                    true_tl.append(true)
                 if got is None:  # a word where a cell belongs: the farthest miss on the grid
                     err[corner] += 2 * (side - 1)
                 else:
@@ -114,6 +118,12 @@ def box_error(folder: Path, bench: Path, items: int = 48) -> dict[str, float] | 
     }
     for corner in ("tl", "br"):
         result[f"box_err_{corner}"] = round(err[corner] / n[corner], 3) if n[corner] else None
+    if true_tl:
+        # what a model that ignores the image scores: one fixed top-left cell, the median row and column
+        rows, cols = sorted(k // side for k in true_tl), sorted(k % side for k in true_tl)
+        mid_r, mid_c = rows[len(rows) // 2], cols[len(cols) // 2]
+        const = sum(abs(k // side - mid_r) + abs(k % side - mid_c) for k in true_tl) / len(true_tl)
+        result["box_err_tl_fixed_guess"] = round(const, 3)
     return result
 
 
@@ -138,7 +148,7 @@ def score(run: Path, bench: Path, untrained: bool, limit: int | None, every: int
         if not err_file.is_file():
             err_file.write_text(json.dumps(box_error(folder, bench)))
         row.update(
-            {"box_exact": None, "box_err": None, "box_err_tl": None, "box_err_br": None}
+            dict.fromkeys(("box_exact", "box_err", "box_err_tl", "box_err_br", "box_err_tl_fixed_guess"))
             | (json.loads(err_file.read_text()) or {})
         )
         row["report"] = report
@@ -200,14 +210,14 @@ def main() -> None:
     plot(rows, args.run / "curve" / "curve.png", name)
     print(
         "| step | minutes | DES mIoU | DES Tag-Recall | DES BLEU@4 | VQA Acc(Y) | box cell error (exact) "
-        "| top-left / bottom-right error |"
+        "| top-left / bottom-right error | top-left error of a fixed guess |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['step']} | {fmt(r['minutes'])} | {fmt(r['des_miou'])} | {fmt(r['des_tag_recall'])} | "
             f"{fmt(r['des_bleu4'])} | {fmt(r['vqa_acc_y'])} | {fmt(r['box_err'])} ({fmt(r['box_exact'])}) | "
-            f"{fmt(r['box_err_tl'])} / {fmt(r['box_err_br'])} |"
+            f"{fmt(r['box_err_tl'])} / {fmt(r['box_err_br'])} | {fmt(r['box_err_tl_fixed_guess'])} |"
         )
     print(f"wrote {args.run / 'curve' / 'curve.json'} and curve.png")
 
