@@ -70,8 +70,8 @@ def scenes(
     backgrounds: str = typer.Option(
         "",
         "--backgrounds",
-        help="comma-separated background kinds to draw from (gradient, radial, stripes, checker, noise, plain; "
-        "default: all)",
+        help="comma-separated background kinds to draw from "
+        "(gradient, radial, stripes, checker, noise, plain; default: all)",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
