@@ -62,18 +62,40 @@ def minutes_at(metrics: list[dict[str, Any]], step: int) -> float | None:
     return round(max(times) / 60, 1) if times else None
 
 
-def box_error(folder: Path, bench: Path, items: int = 48) -> dict[str, float] | None:
-    """Teacher-forced grid-token error on the bench's first DES items (None: the answers hold no grid box)."""
-    import torch
+def teacher_forced(processor: Any, bench: Path, item: Any) -> tuple[Any, int]:
+    """A bench item's image, question and true answer as one encoded conversation; where the answer starts."""
     from PIL import Image
+
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]},
+        {"role": "assistant", "content": [{"type": "text", "text": item.answer}]},
+    ]
+    with Image.open(bench.parent / item.image) as img:
+        image = img.convert("RGB")
+    prompt = processor.apply_chat_template(messages[:1], add_generation_prompt=True)
+    start = len(processor(images=[image], text=[prompt], return_tensors="pt")["input_ids"][0])
+    enc = processor(images=[image], text=[processor.apply_chat_template(messages)], return_tensors="pt")
+    return enc, start
+
+
+def box_error(
+    folder: Path, bench: Path, items: int = 48, loaded: tuple[Any, Any] | None = None
+) -> dict[str, float] | None:
+    """Teacher-forced grid-token error on the bench's first DES items (None: the answers hold no grid box).
+
+    ``loaded``: the folder's (model, processor) when the caller has them already.
+    """
+    import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from giqa.evaluation.io import read_bench
     from giqa.models.tokenizer import GRID_CELLS
 
     side = int(GRID_CELLS**0.5)
-    processor = AutoProcessor.from_pretrained(folder)
-    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    if loaded is None:
+        model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+        loaded = model, AutoProcessor.from_pretrained(folder)
+    model, processor = loaded
     tok = processor.tokenizer
     cell_of = {tok.convert_tokens_to_ids(t): k for k in range(GRID_CELLS) for t in (str(k), f" {k}")}
     cell_of.pop(tok.unk_token_id, None)
@@ -85,15 +107,7 @@ def box_error(folder: Path, bench: Path, items: int = 48) -> dict[str, float] | 
     err = {"tl": 0.0, "br": 0.0}
     true_tl: list[int] = []
     for item in [it for it in read_bench(bench) if it.task == "des"][:items]:
-        messages = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]},
-            {"role": "assistant", "content": [{"type": "text", "text": item.answer}]},
-        ]
-        with Image.open(bench.parent / item.image) as img:
-            image = img.convert("RGB")
-        prompt = processor.apply_chat_template(messages[:1], add_generation_prompt=True)
-        start = len(processor(images=[image], text=[prompt], return_tensors="pt")["input_ids"][0])
-        enc = processor(images=[image], text=[processor.apply_chat_template(messages)], return_tensors="pt")
+        enc, start = teacher_forced(processor, bench, item)
         with torch.no_grad():
             guess = model(**enc).logits[0].argmax(-1)
         ids = enc["input_ids"][0].tolist()

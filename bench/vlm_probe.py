@@ -37,30 +37,24 @@ def _load(folder: Path) -> tuple[Any, Any]:
     return model, processor
 
 
-def _patch_grid(model: Any) -> tuple[int, int]:
+def _patch_side(model: Any) -> int:
     vision = model.config.vision_config
-    return vision.image_size // vision.patch_size, vision.patch_size
+    return vision.image_size // vision.patch_size
 
 
 def attention_at_box(model: Any, processor: Any, bench: Path, items: int = 40) -> dict[str, list[float]]:
     """Per layer: the best head's object-attention ratio (to uniform) and the mean image share at "<"."""
     import torch
-    from PIL import Image
 
     from giqa.evaluation.io import read_bench
+    from train_curve import teacher_forced
 
-    side, patch = _patch_grid(model)
+    side = _patch_side(model)
     tok = processor.tokenizer
     opening, image_id = tok.convert_tokens_to_ids("<"), tok.convert_tokens_to_ids(processor.image_token)
     ratio_sum, share_sum, n = None, None, 0
     for item in [it for it in read_bench(bench) if it.task == "des" and it.objects][:items]:
-        messages = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]},
-            {"role": "assistant", "content": [{"type": "text", "text": item.answer}]},
-        ]
-        with Image.open(bench.parent / item.image) as img:
-            image = img.convert("RGB")
-        enc = processor(images=[image], text=[processor.apply_chat_template(messages)], return_tensors="pt")
+        enc, _ = teacher_forced(processor, bench, item)
         ids = enc["input_ids"][0]
         boxes = (ids == opening).nonzero()[:, 0]
         if not len(boxes):
@@ -103,7 +97,7 @@ def position_r2(model: Any, processor: Any, scenes: int = 400) -> dict[str, tupl
     from giqa.synth.config import SynthConfig
     from giqa.synth.generate import generate_scene
 
-    side, patch = _patch_grid(model)
+    side = _patch_side(model)
     config = SynthConfig(min_objects=1, max_objects=1, p_hard_case=0.0)
     own, mean, target = [], [], []
     for index in range(scenes):
@@ -150,7 +144,7 @@ def main() -> None:
         if not (folder / "config.json").is_file():
             parser.error(f"{folder} is not a model folder")
         model, processor = _load(folder)
-        err = box_error(folder, args.bench) or {}
+        err = box_error(folder, args.bench, loaded=(model, processor)) or {}
         att = attention_at_box(model, processor, args.bench)
         pos = position_r2(model, processor, args.scenes)
         print(
